@@ -1,0 +1,169 @@
+"""Encoder throughput and retrieval quality: sentence-transformers fp32 / bf16 autocast / dynamic
+int8 against Cortex (ternary), in one process on the same texts.
+
+    python bench/encoder_bench.py [--threads 2] [--chunks 96] [--queries 512] [--no-ndcg]
+
+Prints the CPU flags and a table; writes bench/results/encoder_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from embed._paths import eval_dir  # noqa: E402
+from embed.eval_cisi import cisi_ndcg, load_cisi  # noqa: E402
+
+FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+
+
+def cpu_flags() -> dict[str, object]:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    have = set()
+    model = platform.processor()
+    for line in info.splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+    return {"model": model, **{f: f in have for f in FLAGS}}
+
+
+def make_texts(n_queries: int, n_chunks: int, count: Callable[[str], int]) -> dict[str, list[str]]:
+    """Short queries (first words of CISI queries/titles) and ~200-token chunks of CISI docs."""
+    cisi = load_cisi(eval_dir() / "cisi")
+    qs = [" ".join(q.split()[:8]) for q in cisi.queries.values()]
+    qs += [d.split(".")[0][:60] for d in cisi.docs.values()]
+    words = " ".join(cisi.docs[i] for i in sorted(cisi.docs)).split()
+    chunks: list[str] = []
+    i = 0
+    while len(chunks) < n_chunks and i < len(words):
+        n = 150
+        while count(" ".join(words[i : i + n])) < 200 and n < 250:
+            n += 5
+        chunks.append(" ".join(words[i : i + n]))
+        i += n
+    return {"short": qs[:n_queries], "chunk": chunks}
+
+
+def timeit(fn: Callable[[], object], reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--queries", type=int, default=512)
+    ap.add_argument("--chunks", type=int, default=96)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-ndcg", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encoder_bench.json")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import embed
+    from embed.ternary import TernaryEncoder
+
+    flags = cpu_flags()
+    print("CPU:", flags.pop("model"))
+    print("flags:", " ".join(f"{k}={'yes' if v else 'no'}" for k, v in flags.items()))
+
+    teacher = embed.load_encoder("minilm")
+    cortex = TernaryEncoder(threads=args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads; Cortex kernel: {cortex.runner.path}")
+    st = teacher.model  # type: ignore[attr-defined]
+    st_int8 = copy.deepcopy(st)
+    st_int8 = torch.ao.quantization.quantize_dynamic(st_int8, {torch.nn.Linear}, dtype=torch.qint8)
+
+    def st_encode(model: Any, texts: list[str], bf16: bool = False) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model.encode(
+                texts,
+                batch_size=32,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+    variants: dict[str, Callable[[list[str]], object]] = {
+        "st_fp32": lambda t: st_encode(st, t),
+        "torch_bf16_autocast": lambda t: st_encode(st, t, bf16=True),
+        "torch_dynamic_int8": lambda t: st_encode(st_int8, t),
+        "cortex_ternary": cortex.encode,
+    }
+    texts = make_texts(args.queries, args.chunks, teacher.count_tokens)
+    results: dict[str, object] = {
+        "cpu": flags,
+        "threads": args.threads,
+        "kernel": cortex.runner.path,
+        "torch": torch.__version__,
+        "runs": {},
+    }
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, tx in texts.items():
+        ntok = sum(min(teacher.count_tokens(t), teacher.max_tokens) for t in tx)
+        runs[kind] = {}
+        for name, fn in variants.items():
+            dt = timeit(lambda fn=fn, tx=tx: fn(tx), args.reps)  # type: ignore[misc]
+            runs[kind][name] = {
+                "sentences_per_s": len(tx) / dt,
+                "tokens_per_s": ntok / dt,
+                "mean_tokens": ntok / len(tx),
+            }
+    results["runs"] = runs
+
+    print(f"\n{'texts':<7}{'encoder':<22}{'sent/s':>10}{'tok/s':>11}{'x fp32':>8}")
+    for kind, rs in runs.items():
+        base = rs["st_fp32"]["sentences_per_s"]
+        for name, r in rs.items():
+            r["speedup_vs_fp32"] = r["sentences_per_s"] / base
+            print(
+                f"{kind:<7}{name:<22}{r['sentences_per_s']:>10.1f}{r['tokens_per_s']:>11.0f}"
+                f"{r['speedup_vs_fp32']:>8.2f}"
+            )
+    c = runs["chunk"]["cortex_ternary"]["sentences_per_s"]
+    results["chunk_ternary_vs_bf16"] = c / runs["chunk"]["torch_bf16_autocast"]["sentences_per_s"]
+    print(f"chunks: ternary / bf16 autocast = {results['chunk_ternary_vs_bf16']:.2f}")
+
+    if not args.no_ndcg:
+        cisi = load_cisi(eval_dir() / "cisi")
+        ndcg = {"minilm": cisi_ndcg(teacher, cisi), "ternary": cisi_ndcg(cortex, cisi)}
+        results["cisi_ndcg10"] = ndcg
+        print("CISI nDCG@10:", {k: round(v, 4) for k, v in ndcg.items()})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Ternary x int8 linear layers: an exact reference and the compiled kernels, chosen at run time.
+
+Every path computes out = ((float)(sum_k q[m,k] * w[n,k]) * a[m]) * ws[n] + b[n] in float32,
+with q the per-token int8 activations (absmax, +-127) and w the ternary weights, so the compiled
+paths (AVX-512 VNNI, AVX2, scalar C) and the references (numpy, torch._int_mm) agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+
+import numpy as np
+
+from embed.quant import ACT_QMAX, EPS
+
+log = logging.getLogger(__name__)
+
+PATH_IDS = {"scalar": 0, "avx2": 1, "vnni": 2}
+REFERENCE = "reference"
+EXT_NAME = "embed._cortex_kernels"
+_ext: ModuleType | None = None
+_ext_tried = False
+_ext_lock = threading.Lock()
+
+
+def load_extension(build: bool = True) -> ModuleType | None:
+    """The compiled kernels, building them in place once if needed; None if that fails."""
+    global _ext, _ext_tried
+    with _ext_lock:
+        if _ext_tried:
+            return _ext
+        _ext_tried = True
+        try:
+            _ext = importlib.import_module(EXT_NAME)
+        except ImportError:
+            if build:
+                try:
+                    from embed._build import build_inplace
+
+                    build_inplace()
+                    importlib.invalidate_caches()
+                    _ext = importlib.import_module(EXT_NAME)
+                except Exception as exc:  # noqa: BLE001 - any build failure means fallback
+                    log.warning("Cortex C kernels unavailable (%s); using the reference path", exc)
+        return _ext
+
+
+def available_paths() -> list[str]:
+    """Compiled paths this CPU can run, best first (empty without the extension)."""
+    ext = load_extension()
+    return list(ext.supported_paths()) if ext is not None else []
+
+
+def best_path() -> str:
+    """MEMEXFS_CORTEX_KERNEL if set (and supported), else the best compiled path, else reference."""
+    paths = available_paths()
+    forced = os.environ.get("MEMEXFS_CORTEX_KERNEL")
+    if forced:
+        if forced == REFERENCE or forced in paths:
+            return forced
+        log.warning("MEMEXFS_CORTEX_KERNEL=%s not available here (have %s)", forced, paths)
+    return paths[0] if paths else REFERENCE
+
+
+# ------------------------------------------------------------------ packing
+def panel_layout(w: np.ndarray) -> np.ndarray:
+    """(n, k) int8 -> flat [n/16][k/4][16][4], the operand layout of the compiled kernels."""
+    n, k = w.shape
+    return np.ascontiguousarray(w.reshape(n // 16, 16, k // 4, 4).transpose(0, 2, 1, 3)).ravel()
+
+
+# ------------------------------------------------------------------ reference
+def quantize_ref(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row int8 activations (as int8) and dequantization factors a = absmax / 127."""
+    x = np.asarray(x, dtype=np.float32)
+    amax = np.maximum(np.abs(x).max(axis=1), np.float32(EPS))
+    s = np.float32(ACT_QMAX) / amax
+    q = np.clip(np.rint(x * s[:, None]), -ACT_QMAX, ACT_QMAX).astype(np.int8)
+    return q, (amax / np.float32(ACT_QMAX)).astype(np.float32)
+
+
+def epilogue(acc: np.ndarray, a: np.ndarray, ws: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = acc.astype(np.float32) * a[:, None]
+    out *= ws[None, :]
+    out += b[None, :]
+    return out
+
+
+def matmul_ref(q: np.ndarray, a: np.ndarray, w: np.ndarray, ws: np.ndarray, b: np.ndarray):
+    """Exact int32 accumulation in numpy (slow; the ground truth for tests)."""
+    acc = q.astype(np.int32) @ w.astype(np.int32).T
+    return epilogue(acc, a, ws, b)
+
+
+def matmul_torch(q: np.ndarray, a: np.ndarray, w_t: object, ws: np.ndarray, b: np.ndarray):
+    """Exact int32 accumulation through torch._int_mm: the fast fallback without the C build."""
+    import torch
+
+    m = q.shape[0]
+    pad = max(0, 17 - m)  # _int_mm wants more than 16 rows
+    qt = torch.from_numpy(q)
+    if pad:
+        qt = torch.nn.functional.pad(qt, (0, 0, 0, pad))
+    acc = torch._int_mm(qt, w_t)[:m].numpy()  # type: ignore[arg-type]
+    return epilogue(acc, a, ws, b)
+
+
+# ------------------------------------------------------------------ runtime
+class TernaryLinear:
+    """One (or several fused, e.g. Q|K|V) ternary linear layer, ready for every path."""
+
+    def __init__(self, w: np.ndarray, ws: np.ndarray, b: np.ndarray) -> None:
+        self.n, self.k = w.shape
+        self.w = np.ascontiguousarray(w, dtype=np.int8)
+        self.ws = np.ascontiguousarray(ws, dtype=np.float32)
+        self.b = np.ascontiguousarray(b, dtype=np.float32)
+        self.panels = panel_layout(self.w)
+        self.wsum = self.w.sum(axis=1, dtype=np.int32)
+        self._w_t: object | None = None
+
+    def torch_weight(self) -> object:
+        if self._w_t is None:
+            import torch
+
+            self._w_t = torch.from_numpy(np.ascontiguousarray(self.w.T))
+        return self._w_t
+
+
+class Runner:
+    """Runs quantize + matmul on one path, rows split over `threads` (the C code drops the GIL)."""
+
+    def __init__(self, path: str | None = None, threads: int = 2) -> None:
+        self.path = path or best_path()
+        self.ext = load_extension() if self.path != REFERENCE else None
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._ws: dict[tuple[str, int, str], np.ndarray] = {}
+
+    def buffer(self, role: str, m: int, n: int, dtype: type) -> np.ndarray:
+        """A reusable (m, n) work array: fresh multi-MB allocations cost page faults on every call
+        (glibc hands them back to the OS), which made the forward pass up to 2x slower."""
+        key = (role, n, np.dtype(dtype).str)
+        buf = self._ws.get(key)
+        if buf is None or buf.shape[0] < m:
+            buf = np.empty((max(m, 1), n), dtype=dtype)
+            self._ws[key] = buf
+        return buf[:m]
+
+    def _split(self, m: int) -> list[tuple[int, int]]:
+        if self._pool is None or m < 64:
+            return [(0, m)]
+        step = -(-m // self.threads)
+        return [(i, min(m, i + step)) for i in range(0, m, step)]
+
+    def _run(self, fn, spans: list[tuple[int, int]]) -> None:  # type: ignore[no-untyped-def]
+        if len(spans) == 1 or self._pool is None:
+            for s in spans:
+                fn(*s)
+        else:
+            list(self._pool.map(lambda s: fn(*s), spans))
+
+    def quantize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(u8 activations q + 128 for C paths / int8 for reference, factors a)."""
+        if self.ext is None:
+            return quantize_ref(x)
+        m, k = x.shape
+        q = self.buffer("q", m, k, np.uint8)
+        a = np.empty(m, dtype=np.float32)
+        pid, ext = PATH_IDS[self.path], self.ext
+
+        def part(i: int, j: int) -> None:
+            ext.quantize(x[i:j], q[i:j], a[i:j], j - i, k, pid)
+
+        self._run(part, self._split(m))
+        return q, a
+
+    def linear(
+        self, qa: tuple[np.ndarray, np.ndarray], lin: TernaryLinear, out_role: str | None = None
+    ) -> np.ndarray:
+        """out = dequant(q @ w.T) + b; with out_role the result lives in a reused work array
+        (valid until the next call with that role), else in a fresh one."""
+        q, a = qa
+        m = q.shape[0]
+        if self.ext is None:
+            return matmul_torch(q, a, lin.torch_weight(), lin.ws, lin.b)
+        if out_role is None:
+            out = np.empty((m, lin.n), dtype=np.float32)
+        else:
+            out = self.buffer(out_role, m, lin.n, np.float32)
+        pid, ext = PATH_IDS[self.path], self.ext
+
+        def part(i: int, j: int) -> None:
+            ext.matmul(
+                q[i:j],
+                a[i:j],
+                lin.panels,
+                lin.wsum,
+                lin.ws,
+                lin.b,
+                out[i:j],
+                j - i,
+                lin.k,
+                lin.n,
+                pid,
+            )
+
+        self._run(part, self._split(m))
+        return out

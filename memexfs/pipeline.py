@@ -1,0 +1,194 @@
+"""One file through the index: extract -> chunk -> fields -> embed -> upsert.
+
+Split in three steps so the indexer can embed the chunks of many files in one encoder call
+(batching is where the encoder's throughput comes from):
+
+``prepare``  (any thread)    stat + hash; skip unchanged content; extract in the sandboxed worker;
+                             chunk; structured fields; reuse vectors of chunks whose text is unchanged.
+``embed``    (encoder thread) encode every missing chunk text of a batch of prepared files at once.
+``commit``   (store thread)   write chunk points and the catalog entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import stat as statmod
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from memexfs import schema
+from memexfs.chunking import chunk_document
+from memexfs.extract import Extracted, Extractor
+from memexfs.fields import extract_fields
+from memexfs.schema import FileRecord, location_payload
+from memexfs.store import ChunkPoint, Store
+from memexfs.vault import Vault, content_hash
+
+log = logging.getLogger(__name__)
+
+EPOCH = dt.date(1970, 1, 1)
+MAX_CHUNKS = 128  # ~25k tokens of a file are embedded; the rest is still found by name/title
+DAY_KEYS = {"doc_date": "doc_day", "issue_date": "issue_day", "due_date": "due_day",
+            "sent_date": "sent_day", "period_start": "period_start_day",
+            "period_end": "period_end_day"}
+
+
+def day_number(iso: object) -> int | None:
+    """ISO date -> days since 1970-01-01 (what range filters compare)."""
+    if not isinstance(iso, str) or len(iso) < 10:
+        return None
+    try:
+        return (dt.date.fromisoformat(iso[:10]) - EPOCH).days
+    except ValueError:
+        return None
+
+
+def flat_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Structured fields as chunk payload keys: dates also as day numbers (``doc_day``...)."""
+    out = {k: v for k, v in fields.items() if k != "field_sources"}
+    sources = fields.get("field_sources") or {}
+    for key, day_key in DAY_KEYS.items():
+        # A date guessed from mtime is shown, but date filters only see dates the text states.
+        stated = not (isinstance(sources, dict) and sources.get(key) == "mtime")
+        if key in fields and stated:
+            out[day_key] = day_number(fields[key])
+    return out
+
+
+@dataclass
+class Prepared:
+    """A file ready to embed: its record, chunk texts, and vectors found for unchanged chunks."""
+
+    rec: FileRecord
+    texts: list[str] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    vectors: list[np.ndarray | None] = field(default_factory=list)
+    payload: dict[str, Any] = field(default_factory=dict)
+    skip: bool = False  # unchanged: catalog refreshed only
+    gone: bool = False  # vanished before we got to it
+
+    @property
+    def missing(self) -> list[int]:
+        return [i for i, v in enumerate(self.vectors) if v is None]
+
+
+class Pipeline:
+    def __init__(self, vault: Vault, store: Store, encoder: Any, extractor: Extractor) -> None:
+        self.vault = vault
+        self.store = store
+        self.encoder = encoder
+        self.extractor = extractor
+
+    # ---------------------------------------------------------------- prepare
+    def prepare(self, path: str) -> Prepared:
+        full = self.vault.abspath(path)
+        rec = self.store.file_by_path(path)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return Prepared(rec or FileRecord("", path, 0, 0), gone=True)
+        if not statmod.S_ISREG(st.st_mode):
+            return Prepared(rec or FileRecord("", path, 0, 0), gone=True)
+        if rec is None:
+            rec = FileRecord(str(uuid.uuid4()), path, st.st_size, st.st_mtime_ns, st.st_ino)
+        elif (rec.status != schema.PENDING and rec.size == st.st_size
+              and rec.mtime_ns == st.st_mtime_ns and rec.encoder == self.encoder.name):
+            return Prepared(rec, skip=True)  # stat unchanged: nothing to read
+        digest = content_hash(full)
+        unchanged = (rec.content_hash == digest and rec.encoder == self.encoder.name
+                     and rec.status in (schema.INDEXED, schema.METADATA_ONLY, schema.FAILED))
+        rec.size, rec.mtime_ns, rec.ino = st.st_size, st.st_mtime_ns, st.st_ino
+        if unchanged:
+            return Prepared(rec, skip=True)
+        ext = self.extractor.extract(full)
+        return self._chunks(rec, ext, digest, st.st_mtime)
+
+    def _chunks(self, rec: FileRecord, ext: Extracted, digest: str, mtime: float) -> Prepared:
+        rec.content_hash = digest
+        rec.doc_type = ext.doc_type
+        rec.title = ext.title
+        rec.error = ext.error
+        rec.status = {"ok": schema.INDEXED, "failed": schema.FAILED}.get(
+            ext.status, schema.METADATA_ONLY)
+        try:
+            fields = extract_fields(ext.text, path=rec.path, title=ext.title,
+                                    doc_type=ext.doc_type, meta=dict(ext.meta), mtime=mtime)
+        except Exception as exc:  # a rule bug must not lose the file's text
+            log.exception("field extraction failed for %s", rec.path)
+            fields = {"field_sources": {"error": str(exc)}}
+        rec.fields = fields
+        counter = getattr(self.encoder, "count_tokens", None)
+        max_tokens = min(200, int(getattr(self.encoder, "max_tokens", 256)) - 16)
+        chunks = chunk_document(ext.text if ext.status == "ok" else "", title=ext.title,
+                                path=rec.path, count_tokens=counter, max_tokens=max_tokens,
+                                max_chunks=MAX_CHUNKS)
+        prep = Prepared(rec)
+        prep.texts = [c.text for c in chunks]
+        prep.bodies = [c.body for c in chunks]
+        prep.hashes = [hashlib.blake2b(t.encode(), digest_size=16).hexdigest()
+                       for t in prep.texts]
+        known = self.store.chunk_vectors(rec.file_id) if rec.chunks else {}
+        prep.vectors = [np.asarray(known[h], dtype=np.float32) if h in known else None
+                        for h in prep.hashes]
+        prep.payload = {
+            **location_payload(rec.path),
+            "doc_type": ext.doc_type,
+            "title": ext.title,
+            "content_hash": digest,
+            "encoder": self.encoder.name,
+            **flat_fields(fields),
+        }
+        return prep
+
+    # ---------------------------------------------------------------- embed
+    def embed(self, batch: Sequence[Prepared]) -> int:
+        """Fill in every missing vector of the batch with one encoder call; returns texts encoded."""
+        todo = [(p, i) for p in batch if not (p.skip or p.gone) for i in p.missing]
+        if not todo:
+            return 0
+        # Similar lengths together keep padding (wasted work) small.
+        order = sorted(range(len(todo)), key=lambda j: len(todo[j][0].texts[todo[j][1]]))
+        vecs = self.encoder.encode([todo[j][0].texts[todo[j][1]] for j in order])
+        for row, j in enumerate(order):
+            p, i = todo[j]
+            p.vectors[i] = vecs[row]
+        return len(todo)
+
+    # ---------------------------------------------------------------- commit
+    def commit(self, prep: Prepared) -> str:
+        """Write a prepared file; returns what happened: indexed/skipped/removed."""
+        rec = prep.rec
+        if prep.gone:
+            if rec.file_id:
+                self.store.delete_file(rec.file_id)
+                return "removed"
+            return "skipped"
+        if prep.skip:
+            self.store.put_file(rec)
+            return "skipped"
+        points = []
+        for i, (vec, body) in enumerate(zip(prep.vectors, prep.bodies, strict=True)):
+            assert vec is not None
+            payload = {**prep.payload, "body": body, "chunk_hash": prep.hashes[i]}
+            points.append(ChunkPoint(rec.file_id, i, vec.tolist(), prep.texts[i], payload))
+        self.store.put_chunks(rec.file_id, points)
+        rec.chunks = len(points)
+        rec.encoder = self.encoder.name
+        rec.indexed_at = time.time()
+        self.store.put_file(rec)
+        return rec.status
+
+    def index_paths(self, paths: Sequence[str]) -> dict[str, str]:
+        """Synchronous bulk path (CLI ``index``, benchmarks): prepare all, embed once, commit."""
+        preps = [self.prepare(p) for p in paths]
+        self.embed(preps)
+        return {p.rec.path: self.commit(p) for p in preps}

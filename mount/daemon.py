@@ -1,0 +1,247 @@
+"""Wiring: vault + lock + store + indexer + query engine + FUSE operations, under one trio run.
+
+Nothing here implements behaviour; it builds the collaborators, mounts, and tears down in order
+(S3QL's ``mount.py``). The parent process returns once the mount is live (or failed), unless
+``foreground``.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import resource
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pyfuse3
+import trio
+
+from memexfs.errors import MemexError
+from memexfs.indexer import Indexer
+from memexfs.store import EdgeStore
+from memexfs.vault import Vault, VaultLock
+from mount.ops import MemexOperations
+from mount.virtual import ControlTree, QueryTree, RelatedTree, SearchBackend
+
+log = logging.getLogger("memexfs")
+
+
+@dataclass
+class MountOptions:
+    source: str
+    mountpoint: str
+    foreground: bool = False
+    allow_other: bool = False
+    debug: bool = False
+    today: date | None = None
+    encoder: str | None = None
+    watch: bool = True
+
+
+def fuse_options(opts: MountOptions) -> set[str]:
+    options = {"fsname=memexfs", "subtype=memexfs", "default_permissions"}
+    if opts.allow_other:
+        options.add("allow_other")
+    if opts.debug:
+        options.add("debug")
+    return options
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _setup_logging(vault: Vault, opts: MountOptions) -> None:
+    level = logging.DEBUG if opts.debug else logging.INFO
+    handler: logging.Handler
+    if opts.foreground:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(vault.state / "daemon.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class Engine:
+    """Lazy query engine: the encoder loads in the background; searches wait for it."""
+
+    def __init__(self, store: EdgeStore, encoder_name: str | None, today: date | None) -> None:
+        self.store = store
+        self.encoder_name = encoder_name
+        self.today = today
+        self._engine: Any = None
+
+    def engine(self) -> Any:
+        if self._engine is None:
+            from embed import load_encoder
+            from query.engine import SearchEngine
+
+            self._engine = SearchEngine(self.store, load_encoder(self.encoder_name))
+        return self._engine
+
+    def search(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
+        from query.parse import parse
+
+        eng = self.engine()
+        q = parse(list(segments), self.today or date.today(), eng.known_vendors())
+        result = eng.search(q)
+        return list(result.hits), result.reason
+
+    def related(self, path: str) -> tuple[list[Any], str | None]:
+        result = self.engine().related(path)
+        return list(result.hits), result.reason
+
+    def invalidate(self) -> None:
+        if self._engine is not None:
+            self._engine.invalidate()
+
+
+def build_pipeline(vault: Vault, store: EdgeStore, encoder_name: str | None) -> Callable[[], Any]:
+    def factory() -> Any:
+        from embed import load_encoder
+        from memexfs.extract import Extractor
+        from memexfs.pipeline import Pipeline
+
+        return Pipeline(vault, store, load_encoder(encoder_name), Extractor())
+
+    return factory
+
+
+async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
+                ready: Callable[[], None]) -> None:
+    engine = Engine(store, opts.encoder, opts.today)
+    owner = (os.getuid(), os.getgid())
+    trees: list[Any] = []
+
+    def on_change(paths: set[str]) -> None:
+        engine.invalidate()
+        for tree in trees:
+            tree.invalidate()
+
+    indexer = Indexer(vault, store, build_pipeline(vault, store, opts.encoder),
+                      on_change=on_change, watch=opts.watch)
+    ops = MemexOperations(str(vault.root), sink=indexer)
+    backend = SearchBackend(engine.search, engine.related, lambda: indexer.stats.generation)
+    qtree = QueryTree(ops.inodes, backend, str(vault.root), owner,
+                      str(vault.state / "saved-queries.json"))
+    rtree = RelatedTree(ops.inodes, backend, str(vault.root), owner)
+    trees.extend([qtree, rtree])
+    ctl = ControlTree(ops.inodes, indexer.stats.to_json, lambda: indexer.idle,
+                      indexer.changed, owner)
+    ops.virtual.update({"q": qtree, "related": rtree, ".memexfs": ctl})
+
+    # Resolve before mounting: once mounted, a stat of the mountpoint from this thread would wait
+    # for our own (not yet running) request loop — a deadlock.
+    mountpoint = os.path.realpath(opts.mountpoint)
+    pyfuse3.init(ops, mountpoint, fuse_options(opts))
+    vault.write_json("mount.json", {"pid": os.getpid(), "mountpoint": mountpoint})
+    log.info("mounted %s on %s", vault.root, opts.mountpoint)
+    unmounted = False
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_signals, nursery.cancel_scope)
+            await nursery.start(indexer.run)
+            ready()
+
+            async def fuse_main() -> None:
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()  # unmounted from outside (fusermount -u)
+
+            nursery.start_soon(fuse_main)
+        unmounted = True
+    finally:
+        pyfuse3.close(unmount=True)
+        ops.close()
+        (vault.state / "mount.json").unlink(missing_ok=True)
+        log.info("unmounted %s (%s)", opts.mountpoint, "clean" if unmounted else "error")
+
+
+async def _signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+        async for sig in sigs:
+            log.info("signal %s: unmounting", sig)
+            scope.cancel()
+            return
+
+
+def run_mount(opts: MountOptions) -> int:
+    """Mount and serve; returns an exit code. Raises MemexError for one-line user errors."""
+    vault = Vault.open(opts.source)
+    mnt = os.path.realpath(opts.mountpoint)
+    if not os.path.isdir(mnt):
+        raise MemexError(f"mountpoint {opts.mountpoint} is not a directory")
+    if mnt == str(vault.root) or mnt.startswith(str(vault.root) + os.sep):
+        raise MemexError("the mountpoint may not be inside the vault")
+    if not os.path.exists("/dev/fuse"):
+        raise MemexError("/dev/fuse is missing: load the fuse module (modprobe fuse)")
+    lock = VaultLock(vault)
+    lock.acquire()
+    if not opts.foreground:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(write_fd)
+            lock.release()  # the child holds its own copy of the locked descriptor
+            with os.fdopen(read_fd, "rb") as r:
+                msg = r.read().decode(errors="replace")
+            if msg.startswith("ok"):
+                return 0
+            raise MemexError(msg.strip() or "the daemon exited before the mount was ready")
+        os.close(read_fd)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(devnull, fd)
+    else:
+        write_fd = -1
+
+    def ready() -> None:
+        nonlocal write_fd
+        if write_fd >= 0:
+            os.write(write_fd, b"ok\n")
+            os.close(write_fd)
+            write_fd = -1
+
+    _setup_logging(vault, opts)
+    if not opts.foreground:
+        os.dup2(os.open(vault.state / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                2)
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _raise_fd_limit()
+    os.umask(0)  # modes arrive from the kernel with the caller's umask already applied
+    code = 0
+    with ExitStack() as stack:
+        stack.callback(lock.release)
+        try:
+            store = EdgeStore(vault.index_dir, dim=384)
+            stack.callback(store.close)
+            trio.run(serve, opts, vault, store, ready)
+        except MemexError as exc:
+            log.error("%s", exc)
+            if write_fd >= 0:
+                os.write(write_fd, f"{exc}\n".encode())
+            code = 1
+        except RuntimeError as exc:  # pyfuse3.init: mount refused by the kernel / fusermount
+            log.error("mount failed: %s", exc)
+            if write_fd >= 0:
+                os.write(write_fd, f"mount failed: {exc}\n".encode())
+            code = 1
+        except Exception as exc:
+            log.exception("daemon failed")
+            if write_fd >= 0:
+                os.write(write_fd, f"daemon failed: {exc}\n".encode())
+            code = 1
+    if not opts.foreground:
+        os._exit(code)
+    return code

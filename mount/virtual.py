@@ -1,0 +1,489 @@
+"""Virtual namespaces: ``/q/<query>/`` (search folders), ``/related/<path>/`` and the control file.
+
+A query folder lists its results as relative symlinks to the real files, in rank order, plus a
+hidden ``.results`` file (``rank\\tscore\\tpath\\tsnippet``). Searches run in a worker thread behind
+a limiter and a deadline (the encoder and Qdrant never run on the trio thread) and are cached per
+index generation and caller; when the index changes, the kernel's cached entries of live query
+folders are invalidated so an open ``ls`` loop sees new files.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pyfuse3
+import trio
+from pyfuse3 import EntryAttributes, InodeT, ModeT, RequestContext
+
+from memexfs.access import can_read
+from memexfs.errors import BadQuery, IndexUnavailable, NameTooLong, ReadOnly
+from mount.inodes import InodeTable, Node
+
+log = logging.getLogger(__name__)
+
+SEARCH_DEADLINE_S = 10.0
+DIR_TIMEOUT_S = 1.0
+RESULTS = ".results"
+
+
+@dataclass
+class Hit:
+    name: str  # entry name (basename, deduplicated)
+    path: str  # vault-relative path of the real file
+    score: float
+    rank: int
+    snippet: str
+
+
+@dataclass
+class Listing:
+    hits: list[Hit]
+    reason: str | None
+    generation: int
+    created: float = field(default_factory=time.monotonic)
+
+    def results_text(self) -> bytes:
+        lines = ["# rank\tscore\tpath\tsnippet"]
+        if self.reason:
+            lines.append(f"# {self.reason}")
+        for h in self.hits:
+            snippet = " ".join(h.snippet.split())
+            lines.append(f"{h.rank}\t{h.score:.4f}\t{h.path}\t{snippet}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass
+class VObj:
+    """The ``virtual`` payload of a node: which tree, what kind, and its arguments."""
+
+    tree: Any
+    kind: str  # root | dir | link | results | ctl | browse
+    segments: tuple[str, ...] = ()
+    hit: Hit | None = None
+    uid: int = 0
+    listing: Listing | None = None  # what a .results file shows (captured at lookup)
+
+
+def dedup_names(paths: list[str]) -> list[str]:
+    """Basenames, made unique with a ' (2)' suffix before the extension when two collide."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        base = p.rsplit("/", 1)[-1]
+        n = seen.get(base, 0) + 1
+        seen[base] = n
+        if n > 1:
+            stem, dot, ext = base.rpartition(".")
+            base = f"{stem} ({n}).{ext}" if dot and stem else f"{base} ({n})"
+        out.append(base)
+    return out
+
+
+def _gids(ctx: RequestContext) -> frozenset[int]:
+    try:
+        groups = pyfuse3.get_sup_groups(ctx.pid)
+    except (OSError, ValueError):
+        groups = set()
+    return frozenset({ctx.gid, *groups})
+
+
+class SearchBackend:
+    """What the trees need from the query side (built by the daemon around a SearchEngine)."""
+
+    def __init__(self, search: Callable[[tuple[str, ...]], tuple[list[Any], str | None]],
+                 related: Callable[[str], tuple[list[Any], str | None]],
+                 generation: Callable[[], int]) -> None:
+        self.search = search
+        self.related = related
+        self.generation = generation
+
+
+class BaseTree(abc.ABC):
+    """Shared plumbing: attributes, result listings with caching, permission filtering."""
+
+    name = ""
+
+    def __init__(self, inodes: InodeTable, backend: SearchBackend, vault_root: str,
+                 owner: tuple[int, int]) -> None:
+        self.inodes = inodes
+        self.backend = backend
+        self.vault_root = vault_root
+        self.uid, self.gid = owner
+        self.limiter = trio.CapacityLimiter(2)
+        self._cache: dict[tuple[str, ...], Listing] = {}
+        self._root: Node | None = None
+        self._dirs: dict[tuple[tuple[str, ...], int], Node] = {}
+        self._mtime_ns = time.time_ns()
+
+    # -- nodes
+    def _node(self, obj: VObj) -> Node:
+        node = self.inodes.add_virtual(obj)
+        return node
+
+    def root(self) -> Node:
+        if self._root is None or self._root.inode not in self.inodes.nodes:
+            self._root = self._node(VObj(self, "root"))
+            self._root.extra["pinned"] = True
+        return self._root
+
+    def dir_node(self, segments: tuple[str, ...], uid: int) -> Node:
+        key = (segments, uid)
+        node = self._dirs.get(key)
+        if node is None or node.inode not in self.inodes.nodes:
+            node = self._node(VObj(self, "dir", segments, uid=uid))
+            self._dirs[key] = node
+        return node
+
+    def _attrs(self, node: Node, mode: int, size: int = 0, nlink: int = 1) -> EntryAttributes:
+        e = EntryAttributes()
+        e.st_ino = InodeT(node.inode)
+        e.entry_timeout = DIR_TIMEOUT_S
+        e.attr_timeout = DIR_TIMEOUT_S
+        e.st_mode = ModeT(mode)
+        e.st_nlink = nlink
+        e.st_uid = self.uid
+        e.st_gid = self.gid
+        e.st_size = size
+        e.st_blksize = 4096
+        e.st_blocks = (size + 511) // 512
+        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = self._mtime_ns
+        return e
+
+    # -- listings
+    async def listing(self, segments: tuple[str, ...], ctx_uid: int,
+                      gids: frozenset[int]) -> Listing:
+        gen = self.backend.generation()
+        key = (*segments, f"\0{ctx_uid}")
+        cached = self._cache.get(key)
+        if cached is not None and cached.generation == gen:
+            return cached
+        try:
+            with trio.fail_after(SEARCH_DEADLINE_S):
+                hits, reason = await trio.to_thread.run_sync(
+                    self._run, segments, limiter=self.limiter)
+        except trio.TooSlowError:
+            raise IndexUnavailable("search took too long") from None
+        visible = [h for h in hits if ctx_uid == 0
+                   or can_read(self.vault_root, h.path, ctx_uid, gids)]
+        names = dedup_names([h.path for h in visible])
+        listing = Listing(
+            [Hit(n, h.path, float(h.score), i + 1, h.snippet)
+             for i, (n, h) in enumerate(zip(names, visible, strict=True))],
+            reason, gen)
+        if len(self._cache) > 512:
+            self._cache.clear()
+        self._cache[key] = listing
+        return listing
+
+    @abc.abstractmethod
+    def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
+        """Search for this tree's folder (runs in a worker thread)."""
+
+    def invalidate(self) -> None:
+        """The index changed: forget cached listings and the kernel's view of live folders."""
+        self._cache.clear()
+        self._mtime_ns = time.time_ns()
+        for node in list(self._dirs.values()):
+            if node.inode in self.inodes.nodes:
+                try:
+                    pyfuse3.invalidate_inode(InodeT(node.inode))
+                except (OSError, pyfuse3.FUSEError):
+                    pass
+        root = self._root
+        if root is not None:
+            for (segments, _uid), _node in list(self._dirs.items()):
+                if len(segments) == 1:
+                    try:
+                        pyfuse3.invalidate_entry_async(
+                            InodeT(root.inode), os.fsencode(segments[0]), ignore_enoent=True)
+                    except (OSError, pyfuse3.FUSEError):
+                        pass
+
+    # -- VirtualTree protocol
+    async def getattr(self, node: Node) -> EntryAttributes:
+        obj: VObj = node.virtual
+        if obj.kind in ("root", "dir", "browse"):
+            return self._attrs(node, stat.S_IFDIR | 0o555, nlink=2)
+        if obj.kind == "link":
+            assert obj.hit is not None
+            target = self._target(obj)
+            return self._attrs(node, stat.S_IFLNK | 0o777, size=len(target))
+        if obj.kind == "results":
+            size = len(obj.listing.results_text()) if obj.listing else 0
+            return self._attrs(node, stat.S_IFREG | 0o444, size=size)
+        raise pyfuse3.FUSEError(errno.ENOENT)
+
+    def _target(self, obj: VObj) -> bytes:
+        assert obj.hit is not None
+        depth = 1 + len(obj.segments)  # the tree's root folder + one per segment
+        return os.fsencode("../" * depth + obj.hit.path)
+
+    async def readlink(self, node: Node) -> bytes:
+        obj: VObj = node.virtual
+        if obj.kind != "link":
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return self._target(obj)
+
+    async def read(self, node: Node, off: int, size: int) -> bytes:
+        obj: VObj = node.virtual
+        if obj.kind != "results":
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        data = obj.listing.results_text() if obj.listing else b""
+        return data[off:off + size]
+
+    async def getxattr(self, node: Node, name: str) -> bytes:
+        obj: VObj = node.virtual
+        if obj.kind == "link" and obj.hit is not None:
+            value = {"user.memex.score": f"{obj.hit.score:.4f}",
+                     "user.memex.rank": str(obj.hit.rank),
+                     "user.memex.snippet": " ".join(obj.hit.snippet.split()),
+                     "user.memex.path": obj.hit.path}.get(name)
+            if value is not None:
+                return value.encode()
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    async def listxattr(self, node: Node) -> list[bytes]:
+        obj: VObj = node.virtual
+        if obj.kind == "link":
+            return [b"user.memex.score", b"user.memex.rank", b"user.memex.snippet",
+                    b"user.memex.path"]
+        return []
+
+    async def _dir_lookup(self, parent: Node, name: str, ctx: RequestContext) -> Node:
+        obj: VObj = parent.virtual
+        gids = _gids(ctx)
+        listing = await self.listing(obj.segments, ctx.uid, gids)
+        if name == RESULTS:
+            return self._node(VObj(self, "results", obj.segments, uid=ctx.uid, listing=listing))
+        for hit in listing.hits:
+            if hit.name == name:
+                return self._node(VObj(self, "link", obj.segments, hit, uid=ctx.uid))
+        raise pyfuse3.FUSEError(errno.ENOENT)
+
+    async def _dir_entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
+        obj: VObj = node.virtual
+        listing = await self.listing(obj.segments, ctx.uid, _gids(ctx))
+        out = [(RESULTS, self._node(VObj(self, "results", obj.segments, uid=ctx.uid,
+                                         listing=listing)))]
+        out += [(h.name, self._node(VObj(self, "link", obj.segments, h, uid=ctx.uid)))
+                for h in listing.hits]
+        return out
+
+    async def mkdir(self, node: Node, name: str, ctx: RequestContext) -> Node:
+        raise ReadOnly(f"{self.name} is read-only")
+
+    async def rmdir(self, node: Node, name: str, ctx: RequestContext) -> None:
+        raise ReadOnly(f"{self.name} is read-only")
+
+
+def _check_name(name: str) -> None:
+    if len(os.fsencode(name)) > 255:
+        raise NameTooLong("name longer than 255 bytes")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadQuery("control characters are not allowed in a query")
+
+
+class QueryTree(BaseTree):
+    """``/q``: any name is a query; nested names refine it; saved queries persist in the vault."""
+
+    name = "q"
+
+    def __init__(self, inodes: InodeTable, backend: SearchBackend, vault_root: str,
+                 owner: tuple[int, int], saved_file: str) -> None:
+        super().__init__(inodes, backend, vault_root, owner)
+        self.saved_file = saved_file
+
+    def saved(self) -> list[str]:
+        try:
+            with open(self.saved_file) as f:
+                return [str(x) for x in json.load(f)]
+        except (OSError, ValueError):
+            return []
+
+    def _save(self, names: list[str]) -> None:
+        tmp = self.saved_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(names, f)
+        os.replace(tmp, self.saved_file)
+
+    def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
+        return self.backend.search(segments)
+
+    async def lookup(self, parent: Node | None, name: str, ctx: RequestContext) -> Node:
+        if parent is None:
+            return self.root()
+        _check_name(name)
+        obj: VObj = parent.virtual
+        if obj.kind == "root":
+            segments = (name,)
+            await self.listing(segments, ctx.uid, _gids(ctx))  # validates the query (EINVAL)
+            return self.dir_node(segments, ctx.uid)
+        if obj.kind != "dir":
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        try:
+            return await self._dir_lookup(parent, name, ctx)
+        except pyfuse3.FUSEError as exc:
+            if exc.errno != errno.ENOENT or name.startswith("."):
+                raise
+        segments = (*obj.segments, name)  # not a result: a refinement
+        await self.listing(segments, ctx.uid, _gids(ctx))
+        return self.dir_node(segments, ctx.uid)
+
+    async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
+        obj: VObj = node.virtual
+        if obj.kind == "root":
+            return [(n, self.dir_node((n,), ctx.uid)) for n in self.saved()]
+        if obj.kind != "dir":
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return await self._dir_entries(node, ctx)
+
+    async def mkdir(self, node: Node, name: str, ctx: RequestContext) -> Node:
+        obj: VObj = node.virtual
+        _check_name(name)
+        if obj.kind != "root":
+            raise ReadOnly("only /q itself takes new (saved) queries")
+        names = self.saved()
+        if name in names:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        await self.listing((name,), ctx.uid, _gids(ctx))  # a bad query is refused up front
+        self._save([*names, name])
+        return self.dir_node((name,), ctx.uid)
+
+    async def rmdir(self, node: Node, name: str, ctx: RequestContext) -> None:
+        obj: VObj = node.virtual
+        names = self.saved()
+        if obj.kind != "root" or name not in names:
+            raise ReadOnly("only saved queries can be removed")
+        self._save([n for n in names if n != name])
+
+
+class RelatedTree(BaseTree):
+    """``/related/<vault path>/``: folders mirror the vault; a file's folder lists its neighbours."""
+
+    name = "related"
+
+    def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
+        return self.backend.related("/".join(segments))
+
+    def _real(self, segments: tuple[str, ...]) -> os.stat_result:
+        try:
+            return os.lstat(os.path.join(self.vault_root, *segments))
+        except OSError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    async def lookup(self, parent: Node | None, name: str, ctx: RequestContext) -> Node:
+        if parent is None:
+            return self.root()
+        _check_name(name)
+        obj: VObj = parent.virtual
+        if obj.kind == "dir":
+            return await self._dir_lookup(parent, name, ctx)
+        segments = (*obj.segments, name)
+        if not segments or segments[0] == ".memexfs":
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        st = self._real(segments)
+        if stat.S_ISDIR(st.st_mode):
+            key = (segments, -1)
+            node = self._dirs.get(key)
+            if node is None or node.inode not in self.inodes.nodes:
+                node = self._node(VObj(self, "browse", segments))
+                self._dirs[key] = node
+            return node
+        if stat.S_ISREG(st.st_mode):
+            return self.dir_node(segments, ctx.uid)
+        raise pyfuse3.FUSEError(errno.ENOENT)
+
+    async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
+        obj: VObj = node.virtual
+        if obj.kind == "dir":
+            return await self._dir_entries(node, ctx)
+        folder = os.path.join(self.vault_root, *obj.segments)
+        out = []
+        for entry in sorted(os.listdir(folder)):
+            if not obj.segments and entry == ".memexfs":
+                continue
+            try:
+                out.append((entry, await self.lookup(node, entry, ctx)))
+            except pyfuse3.FUSEError:
+                continue
+        return out
+
+
+class ControlTree:
+    """``/.memexfs``: a hidden, owner-only file whose xattrs report and steer the index.
+
+    ``getfattr -n user.memex.stats`` gives the indexer's JSON stats; ``user.memex.idle`` is "1" when
+    nothing is queued; ``setfattr -n user.memex.reindex -v PATH`` queues a file again.
+    """
+
+    def __init__(self, inodes: InodeTable, stats: Callable[[], dict[str, Any]],
+                 idle: Callable[[], bool], reindex: Callable[[str], None],
+                 owner: tuple[int, int]) -> None:
+        self.inodes = inodes
+        self.stats = stats
+        self.idle = idle
+        self.reindex = reindex
+        self.uid, self.gid = owner
+        self._node: Node | None = None
+
+    async def lookup(self, parent: Node | None, name: str, ctx: RequestContext) -> Node:
+        if self._node is None or self._node.inode not in self.inodes.nodes:
+            self._node = self.inodes.add_virtual(VObj(self, "ctl"))
+            self._node.extra["pinned"] = True
+        return self._node
+
+    async def getattr(self, node: Node) -> EntryAttributes:
+        e = EntryAttributes()
+        e.st_ino = InodeT(node.inode)
+        e.st_mode = ModeT(stat.S_IFREG | 0o600)
+        e.st_uid, e.st_gid = self.uid, self.gid
+        e.st_nlink = 1
+        e.entry_timeout = e.attr_timeout = 0
+        now = time.time_ns()
+        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = now
+        return e
+
+    async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
+        raise pyfuse3.FUSEError(errno.ENOTDIR)
+
+    async def readlink(self, node: Node) -> bytes:
+        raise pyfuse3.FUSEError(errno.EINVAL)
+
+    async def read(self, node: Node, off: int, size: int) -> bytes:
+        return (json.dumps(self.stats(), indent=2) + "\n").encode()[off:off + size]
+
+    async def getxattr(self, node: Node, name: str) -> bytes:
+        if name == "user.memex.stats":
+            return json.dumps(self.stats()).encode()
+        if name == "user.memex.idle":
+            return b"1" if self.idle() else b"0"
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    async def listxattr(self, node: Node) -> list[bytes]:
+        return [b"user.memex.stats", b"user.memex.idle"]
+
+    async def setxattr(self, node: Node, name: str, value: bytes) -> None:
+        if name == "user.memex.reindex":
+            self.reindex(os.fsdecode(value))
+            return
+        raise pyfuse3.FUSEError(errno.EINVAL)
+
+    async def mkdir(self, node: Node, name: str, ctx: RequestContext) -> Node:
+        raise pyfuse3.FUSEError(errno.ENOTDIR)
+
+    async def rmdir(self, node: Node, name: str, ctx: RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.ENOTDIR)
+
+
+def parse_today(value: str | None) -> date:
+    return date.fromisoformat(value) if value else date.today()

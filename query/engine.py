@@ -1,0 +1,274 @@
+"""Search the chunk index for a :class:`Query`: one ranked result per file.
+
+Flow: filters go inside the store search (so ``k`` results survive them) -> dense and BM25 chunk
+searches in one batch -> chunks grouped per file (best chunk wins) -> file-level fusion
+(:mod:`query.fusion`) -> boosts for soft hints (vendor, kind, status, the strict reading of an
+ambiguous date) -> negated words dropped -> score floor.
+
+The displayed ``FileHit.score`` is the cosine similarity between the query and the file's best
+chunk: fused scores are relative to one query, cosines are comparable across queries, which is
+what a ``min:`` threshold and the calibrated floor need.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from memexfs.errors import NotFound
+from memexfs.store import ChunkHit, ChunkQuery, Filter, IsEmpty, Match, MatchAny, Store
+from query.filters import build_filter, hint_matches
+from query.fusion import FusionName, fuse
+from query.parse import Query
+from query.snippet import snippet
+
+if TYPE_CHECKING:
+    from embed import Encoder
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "dense", "sparse"]
+
+
+@dataclass(frozen=True)
+class FileHit:
+    path: str
+    file_id: str
+    score: float  # cosine of the query and the file's best chunk
+    rank: int  # 1-based
+    snippet: str
+    title: str
+
+
+@dataclass
+class SearchResult:
+    hits: list[FileHit]
+    reason: str | None = None  # why there are no hits (below threshold, empty window, ...)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs measured by ``bench/retrieval_eval.py``; defaults are the chosen values."""
+
+    fusion: FusionName | Literal["store-rrf", "store-dbsf"] = "convex"
+    alpha: float = 0.7  # dense weight (convex: 0.7 best on both eval sets)
+    rrf_k: int = 60
+    fetch_per_file: int = 6  # chunks fetched per wanted file (grouping needs over-fetch)
+    min_fetch: int = 100
+    floor: float = 0.22  # best-cosine floor (MiniLM: eval queries >= 0.26, off-topic 0.16-0.29)
+    boosts: dict[str, float] = field(default_factory=lambda: {
+        "vendor": 0.3, "kind": 0.15, "status": 0.2, "date": 0.2, "amount": 0.3,
+        "currency": 0.3, "due": 0.3})
+    related_chunks: int = 8  # chunk vectors of the source file used as related() queries
+
+
+@dataclass
+class _File:
+    """Best chunks of one file across the dense and BM25 lists."""
+
+    file_id: str
+    dense: float | None = None
+    sparse: float | None = None
+    cosine: float = -1.0
+    best: ChunkHit | None = None  # the chunk with the best cosine (snippet, payload)
+
+
+class SearchEngine:
+    """Hybrid search over a :class:`Store` with an :class:`Encoder`; thread-safe."""
+
+    def __init__(self, store: Store, encoder: Encoder, tuning: Tuning | None = None) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.tuning = tuning or Tuning()
+        self._vendors: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    # -- catalog facts -------------------------------------------------------------------------
+    def known_vendors(self) -> frozenset[str]:
+        """Distinct vendor slugs in the chunk payloads (cached until :meth:`invalidate`)."""
+        with self._lock:
+            if self._vendors is None:
+                flt = Filter(must_not=(IsEmpty("vendor"),))
+                self._vendors = frozenset(
+                    str(h.payload["vendor"]) for h in self.store.iter_chunks(flt)
+                    if h.payload.get("vendor"))
+            return self._vendors
+
+    def invalidate(self) -> None:
+        """The index changed: forget cached catalog facts."""
+        with self._lock:
+            self._vendors = None
+
+    # -- search --------------------------------------------------------------------------------
+    def search(self, q: Query, mode: Mode = "hybrid") -> SearchResult:
+        flt = build_filter(q)
+        if not q.text.strip():
+            return self._browse(q, flt)
+        t = self.tuning
+        vec = np.asarray(self.encoder.encode([q.text])[0], dtype=np.float32)
+        limit = max(t.min_fetch, q.k * t.fetch_per_file)
+        files = self._retrieve(q.text, vec, flt, limit, mode)
+        if not files:
+            return SearchResult([], "no indexed document matches the filters")
+        dense = {f.file_id: f.dense for f in files.values() if f.dense is not None}
+        sparse = {f.file_id: f.sparse for f in files.values() if f.sparse is not None}
+        if mode == "dense":
+            scores = {fid: s for fid, s in dense.items()}
+        elif mode == "sparse":
+            scores = {fid: s / max(sparse.values()) for fid, s in sparse.items()}
+        elif t.fusion == "store-rrf" or t.fusion == "store-dbsf":
+            scores = dense  # the store already fused; ``dense`` holds its fused chunk score
+        else:
+            scores = fuse(dense, sparse, t.fusion, t.alpha, t.rrf_k)
+        ranked = self._boost(q, files, scores)
+        ranked = self._drop_negated(q, ranked)
+        return self._finish(q, ranked, files)
+
+    def _retrieve(self, text: str, vec: np.ndarray, flt: Filter, limit: int,
+                  mode: Mode) -> dict[str, _File]:
+        t = self.tuning
+        dq = ChunkQuery(limit=limit, dense=vec.tolist(), mode="dense", filter=flt)
+        sq = ChunkQuery(limit=limit, text=text, mode="sparse", filter=flt, with_dense=True)
+        files: dict[str, _File] = {}
+        if mode == "hybrid" and t.fusion in ("store-rrf", "store-dbsf"):
+            hq = ChunkQuery(limit=limit, dense=vec.tolist(), text=text, mode="hybrid",
+                            filter=flt, prefetch_limit=limit, with_dense=True,
+                            fusion="rrf" if t.fusion == "store-rrf" else "dbsf", rrf_k=t.rrf_k)
+            self._group(files, self.store.search(hq), vec, "dense")
+            return files
+        wanted = [dq] if mode == "dense" else [sq] if mode == "sparse" else [dq, sq]
+        results = self.store.search_batch(wanted) if len(wanted) > 1 else [
+            self.store.search(wanted[0])]
+        for which, hits in zip([w.mode for w in wanted], results, strict=True):
+            self._group(files, hits, vec, "dense" if which == "dense" else "sparse")
+        return files
+
+    @staticmethod
+    def _group(files: dict[str, _File], hits: Iterable[ChunkHit], vec: np.ndarray,
+               which: str) -> None:
+        for h in hits:
+            fid = str(h.payload.get("file_id", ""))
+            if not fid:
+                continue
+            f = files.setdefault(fid, _File(fid))
+            if which == "dense":
+                if f.dense is None or h.score > f.dense:
+                    f.dense = h.score
+            elif f.sparse is None or h.score > f.sparse:
+                f.sparse = h.score
+            cos = (float(np.dot(vec, np.asarray(h.dense, dtype=np.float32)))
+                   if h.dense is not None else h.score if which == "dense" else None)
+            if cos is not None and cos > f.cosine:
+                f.cosine, f.best = cos, h
+            elif f.best is None:
+                f.best = h
+
+    def _boost(self, q: Query, files: dict[str, _File],
+               scores: dict[str, float]) -> list[tuple[str, float]]:
+        boosts = self.tuning.boosts
+        out = []
+        for fid, s in scores.items():
+            best = files[fid].best
+            if best is not None:
+                for hint, ok in hint_matches(q, best.payload).items():
+                    s += boosts.get(hint, 0.0) if ok else 0.0
+            out.append((fid, s))
+        out.sort(key=lambda x: (-x[1], x[0]))
+        return out
+
+    def _drop_negated(self, q: Query, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Drop files that contain a negated word (BM25 over the candidates only)."""
+        if not q.negations or not ranked:
+            return ranked
+        ids = tuple(fid for fid, _ in ranked)
+        banned: set[str] = set()
+        known = self.known_vendors()
+        for neg in q.negations:
+            cond = Filter(must=(MatchAny("file_id", ids),))
+            hits = self.store.search(ChunkQuery(limit=len(ids) * 4, text=neg, mode="sparse",
+                                                filter=cond))
+            banned.update(str(h.payload.get("file_id")) for h in hits if h.score > 0)
+            if neg.replace(" ", "-") in known or neg in known:
+                vend = Filter(must=(MatchAny("file_id", ids), Match("vendor", neg)))
+                banned.update(str(h.payload.get("file_id")) for h in self.store.iter_chunks(vend))
+        return [(fid, s) for fid, s in ranked if fid not in banned]
+
+    def _finish(self, q: Query, ranked: list[tuple[str, float]],
+                files: dict[str, _File]) -> SearchResult:
+        if not ranked:
+            return SearchResult([], "every match contains a negated word")
+        floor = q.min_score if q.min_score is not None else self.tuning.floor
+        best = max(files[fid].cosine for fid, _ in ranked)
+        if best < floor:
+            return SearchResult([], f"best score {best:.2f} below threshold {floor:.2f}")
+        hits: list[FileHit] = []
+        for fid, _ in ranked:
+            f = files[fid]
+            if q.min_score is not None and f.cosine < q.min_score:
+                continue
+            hits.append(self._hit(f, q.text, len(hits) + 1))
+            if len(hits) >= q.k:
+                break
+        return SearchResult(hits, None)
+
+    @staticmethod
+    def _hit(f: _File, text: str, rank: int, score: float | None = None) -> FileHit:
+        p: dict[str, Any] = f.best.payload if f.best is not None else {}
+        path = str(p.get("path", ""))
+        return FileHit(
+            path=path, file_id=f.file_id,
+            score=round(float(f.cosine if score is None else score), 4), rank=rank,
+            snippet=snippet(str(p.get("body", "")), text),
+            title=str(p.get("title") or p.get("name") or path.rsplit("/", 1)[-1]))
+
+    def _browse(self, q: Query, flt: Filter) -> SearchResult:
+        """A query of filters only: matching files, hinted ones first, newest first."""
+        files: dict[str, _File] = {}
+        for h in self.store.iter_chunks(flt if flt else None):
+            fid = str(h.payload.get("file_id", ""))
+            if fid and (fid not in files or h.payload.get("chunk_index", 0) == 0):
+                files[fid] = _File(fid, best=h)
+        if not files:
+            return SearchResult([], "no indexed document matches the filters")
+        boosts = self.tuning.boosts
+
+        def key(f: _File) -> tuple[float, int, str]:
+            p = f.best.payload if f.best else {}
+            hint = sum(boosts.get(h, 0.0) for h, ok in hint_matches(q, p).items() if ok)
+            day = p.get("doc_day")
+            return -hint, -(day if isinstance(day, int) else -(10**9)), str(p.get("path", ""))
+
+        order = sorted(files.values(), key=key)
+        kept = dict(self._drop_negated(q, [(f.file_id, 1.0) for f in order]))
+        hits = [self._hit(f, "", i + 1, 1.0)
+                for i, f in enumerate(f for f in order if f.file_id in kept)][: q.k]
+        return SearchResult(hits, None if hits else "every match contains a negated word")
+
+    # -- related -------------------------------------------------------------------------------
+    def related(self, path: str, k: int = 20) -> SearchResult:
+        """Files like ``path``: its chunk vectors (and their mean) as dense queries, max-pooled."""
+        rec = self.store.file_by_path(path)
+        if rec is None:
+            raise NotFound(f"{path} is not in the index")
+        vecs = list(self.store.chunk_vectors(rec.file_id).values())
+        if not vecs:
+            return SearchResult([], f"{path} has no indexed text")
+        mat = np.asarray(vecs, dtype=np.float32)
+        mean = mat.mean(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-9)
+        queries: Sequence[np.ndarray] = [mean, *mat[: self.tuning.related_chunks]]
+        flt = Filter(must_not=(Match("file_id", rec.file_id),))
+        limit = max(self.tuning.min_fetch, k * self.tuning.fetch_per_file)
+        reqs = [ChunkQuery(limit=limit, dense=v.tolist(), mode="dense", filter=flt)
+                for v in queries]
+        files: dict[str, _File] = {}
+        for v, hits in zip(queries, self.store.search_batch(reqs), strict=True):
+            self._group(files, hits, v, "dense")
+        order = sorted(files.values(), key=lambda f: (-f.cosine, f.file_id))[:k]
+        title = rec.title or path.rsplit("/", 1)[-1]
+        return SearchResult([self._hit(f, title, i + 1) for i, f in enumerate(order)], None)

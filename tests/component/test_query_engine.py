@@ -1,0 +1,215 @@
+"""SearchEngine over a real Qdrant Edge store in a temp dir, with a deterministic hashing encoder.
+
+The encoder is a test double for ranking *plumbing* (filters, grouping, fusion, negation,
+thresholds); search quality is measured with the real encoder in bench/retrieval_eval.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memexfs.errors import NotFound
+from memexfs.schema import FileRecord, location_payload
+from memexfs.store import ChunkPoint, EdgeStore
+from query.engine import SearchEngine, Tuning
+from query.filters import day_number
+from query.parse import parse
+
+pytestmark = pytest.mark.timeout(60)
+
+DIM = 256
+TODAY = date(2024, 1, 15)
+
+
+class HashEncoder:
+    """Bag of words hashed into DIM signed buckets, L2-normalised: same words, same vector."""
+
+    name = "hash-test-1"
+    dim = DIM
+    max_tokens = 256
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for w in re.findall(r"\w+", text.lower()):
+                h = hashlib.blake2b(w.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(h[:2], "big") % DIM] += 1.0 if h[2] & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm:
+                out[row] /= norm
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+
+DOCS: list[tuple[str, list[str], dict[str, Any]]] = [
+    ("Finance/Invoices/acme-0401.pdf", ["Acme Corp invoice web hosting amount due 149"],
+     {"kind": "invoice", "vendor": "acme", "status": "overdue", "doc_day": date(2023, 11, 3),
+      "amount": 149.0, "currency": "USD"}),
+    ("Finance/Invoices/acme-0399.pdf", ["Acme Corp invoice web hosting paid in full"],
+     {"kind": "invoice", "vendor": "acme", "status": "paid", "doc_day": date(2023, 10, 9)}),
+    ("Finance/Invoices/acme-0390.pdf", ["Acme Corp invoice web hosting balance open"],
+     {"kind": "invoice", "vendor": "acme", "status": "unpaid", "doc_day": date(2023, 6, 1),
+      "due_day": date(2023, 7, 1)}),
+    ("Finance/Invoices/northwind-2312.pdf", ["Northwind Electric electricity invoice kWh"],
+     {"kind": "invoice", "vendor": "northwind", "status": "unpaid", "doc_day": date(2023, 12, 2),
+      "due_day": date(2024, 1, 20), "amount": 2400.0, "currency": "EUR"}),
+    ("Mail/acme-reminder.eml", ["reminder your Acme Corp invoice web hosting is due soon"],
+     {"kind": "email", "doc_day": date(2023, 11, 20)}),
+    ("Notes/biology.md", ["mitochondria make energy for the cell through respiration",
+                          "the cell divides by mitosis into two daughter cells"],
+     {"kind": "note", "doc_day": date(2023, 3, 3)}),
+    ("Notes/chemistry.md", ["acids and bases neutralization pH titration"],
+     {"kind": "note", "doc_day": date(2023, 4, 4)}),
+    ("Recipes/banana-bread.txt", ["banana bread recipe overripe bananas flour bake"],
+     {"kind": "recipe", "doc_day": date(2022, 8, 8)}),
+]
+
+
+def _payload(path: str, extra: dict[str, Any]) -> dict[str, Any]:
+    out = {**location_payload(path), "doc_type": location_payload(path)["ext"],
+           "title": path.rsplit("/", 1)[-1], "encoder": HashEncoder.name}
+    for key, value in extra.items():
+        out[key] = day_number(value) if isinstance(value, date) else value
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchEngine]:
+    root: Path = tmp_path_factory.mktemp("store")
+    store = EdgeStore(root, DIM)
+    enc = HashEncoder()
+    for n, (path, chunks, extra) in enumerate(DOCS):
+        fid = f"00000000-0000-4000-8000-{n:012d}"
+        store.put_file(FileRecord(file_id=fid, path=path, size=1, mtime_ns=1, status="indexed",
+                                  chunks=len(chunks)))
+        vecs = enc.encode(chunks)
+        store.put_chunks(fid, [
+            ChunkPoint(fid, i, vecs[i].tolist(), text,
+                       {**_payload(path, extra), "body": text, "chunk_index": i})
+            for i, text in enumerate(chunks)])
+    yield SearchEngine(store, enc, Tuning(floor=0.15))
+    store.close()
+
+
+def q(engine: SearchEngine, name: str | list[str]) -> list[str]:
+    res = engine.search(parse(name, TODAY, engine.known_vendors()))
+    return [h.path for h in res.hits]
+
+
+def test_one_hit_per_file_ranked_with_snippet(engine: SearchEngine) -> None:
+    res = engine.search(parse("cell mitosis energy", TODAY))
+    paths = [h.path for h in res.hits]
+    assert paths[0] == "Notes/biology.md"
+    assert len(paths) == len(set(paths))
+    top = res.hits[0]
+    assert top.rank == 1
+    assert 0.0 < top.score <= 1.0
+    assert top.title == "biology.md"
+    assert "mitosis" in top.snippet or "energy" in top.snippet
+    assert [h.rank for h in res.hits] == list(range(1, len(res.hits) + 1))
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+def test_every_mode_finds_the_exact_topic(engine: SearchEngine, mode: str) -> None:
+    res = engine.search(parse("banana bread overripe bananas", TODAY), mode=mode)  # type: ignore[arg-type]
+    assert res.hits[0].path == "Recipes/banana-bread.txt"
+
+
+def test_known_vendors_come_from_payloads(engine: SearchEngine) -> None:
+    assert engine.known_vendors() == {"acme", "northwind"}
+    engine.invalidate()
+    assert engine.known_vendors() == {"acme", "northwind"}
+
+
+def test_status_filter_excludes_only_contradicting_files(engine: SearchEngine) -> None:
+    paths = q(engine, "unpaid acme invoices")
+    assert "Finance/Invoices/acme-0399.pdf" not in paths  # known paid
+    assert "Finance/Invoices/northwind-2312.pdf" not in paths  # another known vendor
+    assert set(paths[:2]) == {"Finance/Invoices/acme-0401.pdf", "Finance/Invoices/acme-0390.pdf"}
+    assert "Mail/acme-reminder.eml" in paths  # no status field: kept, ranked after
+
+
+def test_overdue_means_overdue_or_unpaid_past_due(engine: SearchEngine) -> None:
+    paths = q(engine, "overdue invoice")
+    assert set(paths[:2]) == {"Finance/Invoices/acme-0401.pdf", "Finance/Invoices/acme-0390.pdf"}
+    assert "Finance/Invoices/northwind-2312.pdf" not in paths  # unpaid, due in the future
+
+
+def test_date_phrase_filters_inside_the_search(engine: SearchEngine) -> None:
+    paths = q(engine, "acme invoices last quarter")
+    assert set(paths) <= {"Finance/Invoices/acme-0401.pdf", "Finance/Invoices/acme-0399.pdf",
+                          "Mail/acme-reminder.eml"}
+    assert "Finance/Invoices/acme-0401.pdf" in paths
+
+
+def test_folder_and_type_filters(engine: SearchEngine) -> None:
+    assert set(q(engine, "invoice in:Finance>Invoices type:pdf")) == {
+        p for p, _, _ in DOCS if p.startswith("Finance/Invoices/")}
+    assert q(engine, "reminder type:email") == ["Mail/acme-reminder.eml"]
+    assert q(engine, "bread in:Recipes/banana-bread.txt") == ["Recipes/banana-bread.txt"]
+
+
+def test_filter_only_query_lists_newest_first(engine: SearchEngine) -> None:
+    paths = q(engine, "in:Notes")
+    assert paths == ["Notes/chemistry.md", "Notes/biology.md"]
+
+
+def test_negation_drops_files_containing_the_word(engine: SearchEngine) -> None:
+    paths = q(engine, "web hosting invoice -reminder")
+    assert "Mail/acme-reminder.eml" not in paths
+    assert "Finance/Invoices/acme-0401.pdf" in paths
+    assert "Finance/Invoices/acme-0401.pdf" not in q(engine, "invoice -acme")
+
+
+def test_amount_currency_and_due_hints_rank_matches_first(engine: SearchEngine) -> None:
+    north = "Finance/Invoices/northwind-2312.pdf"
+    for name in ("invoice over $2,000", "invoice in euros"):
+        paths = q(engine, name)
+        assert paths[0] == north, name
+        assert "Finance/Invoices/acme-0401.pdf" not in paths  # known to contradict the hint
+        assert "Mail/acme-reminder.eml" in paths  # fields unknown: kept, ranked by meaning
+    paths = q(engine, "invoice due in the next week")
+    assert north in paths  # due in the window
+    assert "Finance/Invoices/acme-0390.pdf" not in paths  # due long ago
+
+
+def test_k_limits_results(engine: SearchEngine) -> None:
+    assert len(q(engine, "invoice k:2")) == 2
+
+
+def test_threshold_returns_a_reason(engine: SearchEngine) -> None:
+    res = engine.search(parse("zebra giraffe savanna", TODAY))
+    assert res.hits == []
+    assert res.reason
+    assert "below threshold" in res.reason
+    res = engine.search(parse("banana bread min:0.99", TODAY))
+    assert res.hits == []
+    assert res.reason == (
+        f"best score {engine.search(parse('banana bread', TODAY)).hits[0].score:.2f} "
+        "below threshold 0.99")
+
+
+def test_empty_window_has_a_reason(engine: SearchEngine) -> None:
+    res = engine.search(parse("invoice after:2030", TODAY))
+    assert res.hits == []
+    assert res.reason == "no indexed document matches the filters"
+
+
+def test_related_excludes_the_file_itself(engine: SearchEngine) -> None:
+    res = engine.related("Finance/Invoices/acme-0401.pdf", k=3)
+    paths = [h.path for h in res.hits]
+    assert "Finance/Invoices/acme-0401.pdf" not in paths
+    assert len(paths) == 3
+    assert all("acme" in p for p in paths)
+    with pytest.raises(NotFound):
+        engine.related("nope.txt")
