@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let other users in (adds default_permissions)")
     m.add_argument("--today", type=_date, help="reference date for 'last quarter' etc.")
     m.add_argument("--encoder", help="encoder name (default: the package default)")
-    m.add_argument("--no-watch", action="store_true", help="don't watch the vault for outside changes")
+    m.add_argument("--no-watch", action="store_true",
+                   help="don't watch the vault for changes made around the mount")
     m.add_argument("--debug", action="store_true", dest="fuse_debug", help=argparse.SUPPRESS)
 
     u = sub.add_parser("umount", help="unmount cleanly")

@@ -9,11 +9,11 @@ Two Qdrant collections (Edge shards) live in ``<vault>/.memexfs/``:
     payload    = :class:`FileRecord` fields.
 
 ``chunks`` — one point per chunk of an indexed file.
-    point id   = :func:`chunk_point_id` (uuid5 of file_id and chunk index), so re-indexing a file
-                 overwrites its points in place and stale tail chunks are deleted by index.
+    point id   = :func:`chunk_point_id` (uuid5 of file_id and chunk index), so re-indexing a
+                 file overwrites its points in place and stale tail chunks are deleted by index.
     vectors    = ``dense`` (encoder, cosine) and ``bm25`` (Qdrant's BM25 sparse, IDF in the shard).
-    payload    = :class:`ChunkPayload` fields: a copy of the file's location and structured fields so
-                 every filter runs inside the vector search.
+    payload    = ``CHUNK_KEYS`` plus the file's structured fields, copied onto every chunk so
+                 each filter runs inside the vector search.
 
 Invariants (checked by ``memexfs check``):
     * every chunk's ``file_id`` has a catalog point whose ``status`` is ``indexed``;

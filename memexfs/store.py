@@ -64,7 +64,7 @@ class Filter:
         return bool(self.must or self.should or self.must_not)
 
 
-Condition = Union[Match, MatchAny, Range, IsEmpty, Filter]
+Condition = Union[Match, MatchAny, Range, IsEmpty, Filter]  # noqa: UP007 (a runtime alias)
 
 
 # ---- records ------------------------------------------------------------------------------------

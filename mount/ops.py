@@ -410,7 +410,8 @@ class MemexOperations(pyfuse3.Operations):
     @staticmethod
     def _open_flags(flags: int) -> int:
         # Writeback cache: the kernel may read from write-only handles and does O_APPEND itself.
-        flags &= ~(os.O_APPEND | os.O_NOCTTY | os.O_CREAT | os.O_EXCL)
+        # O_NOFOLLOW: the kernel resolved the name already, and /proc/self/fd/N is itself a link.
+        flags &= ~(os.O_APPEND | os.O_NOCTTY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
         if flags & os.O_ACCMODE == os.O_WRONLY:
             flags = (flags & ~os.O_ACCMODE) | os.O_RDWR
         return flags | os.O_CLOEXEC
@@ -552,10 +553,17 @@ class MemexOperations(pyfuse3.Operations):
         return data
 
     # ------------------------------------------------------------------ extended attributes
-    def _xattr_path(self, node: Node) -> str:
+    def _xattr_target(self, node: Node) -> tuple[str, bool]:
+        """(path, follow) that reaches the object itself for the *xattr calls.
+
+        An O_PATH fd is refused by f*xattr (EBADF), and its /proc link must be *followed*: the
+        l*xattr calls would ask procfs about the link. A symlink is the exception: following
+        would reach its target, so it is addressed by its resolved path, not followed. (The
+        kernel already refuses user.* on symlinks before we are asked.)
+        """
         if stat.S_ISLNK(os.fstat(node.fd).st_mode):
-            raise _fuse(errno.EPERM)  # Linux: user.* xattrs are not allowed on symlinks
-        return node.proc
+            return os.readlink(node.proc), False
+        return node.proc, True
 
     async def setxattr(self, inode: InodeT, name: XAttrNameT, value: bytes,
                        ctx: RequestContext) -> None:
@@ -568,7 +576,8 @@ class MemexOperations(pyfuse3.Operations):
             return
         if name == STATUS_XATTR:
             raise _fuse(errno.EPERM)
-        os.setxattr(self._xattr_path(node), name, value)
+        path, follow = self._xattr_target(node)
+        os.setxattr(path, name, value, follow_symlinks=follow)
 
     async def getxattr(self, inode: InodeT, name: XAttrNameT, ctx: RequestContext) -> bytes:
         node = self.inodes[inode]
@@ -579,8 +588,9 @@ class MemexOperations(pyfuse3.Operations):
             if status is None:
                 raise _fuse(pyfuse3.ENOATTR)
             return status.encode()
+        path, follow = self._xattr_target(node)
         try:
-            return os.getxattr(node.proc, name, follow_symlinks=False)
+            return os.getxattr(path, name, follow_symlinks=follow)
         except OSError as exc:
             if exc.errno == errno.ENODATA:
                 raise _fuse(pyfuse3.ENOATTR) from None
@@ -596,7 +606,8 @@ class MemexOperations(pyfuse3.Operations):
         node = self.inodes[inode]
         if node.virtual is not None:
             return [XAttrNameT(n) for n in await node.virtual.tree.listxattr(node)]
-        names = [XAttrNameT(n) for n in os.listxattr(node.proc, follow_symlinks=False)]
+        path, follow = self._xattr_target(node)
+        names = [XAttrNameT(os.fsencode(n)) for n in os.listxattr(path, follow_symlinks=follow)]
         if self._status(node) is not None:
             names.append(XAttrNameT(STATUS_XATTR))
         return names
@@ -605,8 +616,9 @@ class MemexOperations(pyfuse3.Operations):
         node = self._real(inode)
         if name == STATUS_XATTR:
             raise _fuse(errno.EPERM)
+        path, follow = self._xattr_target(node)
         try:
-            os.removexattr(self._xattr_path(node), name)
+            os.removexattr(path, name, follow_symlinks=follow)
         except OSError as exc:
             if exc.errno == errno.ENODATA:
                 raise _fuse(pyfuse3.ENOATTR) from None

@@ -1,0 +1,115 @@
+"""EdgeStore against a real Qdrant Edge shard in a temp dir: the catalog and chunk operations the
+indexer relies on (replace a file's chunks, move payload without vectors, delete, survive reopen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memexfs.schema import FileRecord, location_payload
+from memexfs.store import ChunkPoint, ChunkQuery, EdgeStore, Filter, Match
+
+pytestmark = pytest.mark.timeout(60)
+
+DIM = 8
+
+
+def _vec(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def _points(fid: str, path: str, texts: list[str], seed: int = 0) -> list[ChunkPoint]:
+    return [ChunkPoint(fid, i, _vec(seed + i), t,
+                       {**location_payload(path), "body": t, "chunk_hash": f"h{seed + i}",
+                        "content_hash": "c", "encoder": "test"})
+            for i, t in enumerate(texts)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EdgeStore]:
+    s = EdgeStore(tmp_path / "index", DIM)
+    yield s
+    s.close()
+
+
+def _fid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def test_catalog_round_trip_and_lookup_by_path(store: EdgeStore) -> None:
+    rec = FileRecord(_fid(1), "a/b/c.txt", 10, 5, ino=7, fields={"kind": "note"})
+    store.put_file(rec)
+    assert store.get_file(rec.file_id) == rec
+    assert store.file_by_path("a/b/c.txt") == rec
+    assert store.file_by_path("a/b/other.txt") is None
+    store.update_file(rec.file_id, path="x/c.txt", status="indexed")
+    got = store.file_by_path("x/c.txt")
+    assert got is not None and got.status == "indexed" and got.fields == {"kind": "note"}
+    assert store.file_by_path("a/b/c.txt") is None
+    # the folder index follows the rename
+    assert [r.path for r in store.iter_files(Filter(must=(Match("dirs", "x"),)))] == ["x/c.txt"]
+    assert store.count_files(Filter(must=(Match("dirs", "a"),))) == 0
+
+
+def test_put_chunks_replaces_and_trims_the_tail(store: EdgeStore) -> None:
+    fid = _fid(2)
+    store.put_chunks(fid, _points(fid, "n.md", ["one", "two", "three"]))
+    assert store.count_chunks(Filter(must=(Match("file_id", fid),))) == 3
+    store.put_chunks(fid, _points(fid, "n.md", ["uno"], seed=10))
+    hits = list(store.iter_chunks(Filter(must=(Match("file_id", fid),))))
+    assert [h.payload["body"] for h in hits] == ["uno"]
+    assert set(store.chunk_vectors(fid)) == {"h10"}
+    assert np.allclose(store.chunk_vectors(fid)["h10"], _vec(10), atol=1e-6)
+
+
+def test_every_chunk_has_dense_and_sparse_vectors(store: EdgeStore) -> None:
+    fid = _fid(3)
+    store.put_chunks(fid, _points(fid, "r.txt", ["zebra crossing", "kettle boil"], seed=20))
+    sparse = store.search(ChunkQuery(limit=5, text="zebra", mode="sparse"))
+    assert [h.payload["body"] for h in sparse] == ["zebra crossing"]
+    dense = store.search(ChunkQuery(limit=1, dense=_vec(21), mode="dense"))
+    assert dense[0].payload["body"] == "kettle boil"
+    assert dense[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_move_changes_payload_only(store: EdgeStore) -> None:
+    fid = _fid(4)
+    store.put_chunks(fid, _points(fid, "old/n.md", ["alpha", "beta"], seed=30))
+    before = store.chunk_vectors(fid)
+    store.move_chunks(fid, location_payload("new/deeper/n2.md"))
+    hits = list(store.iter_chunks(Filter(must=(Match("file_id", fid),))))
+    assert {h.payload["path"] for h in hits} == {"new/deeper/n2.md"}
+    assert {tuple(h.payload["dirs"]) for h in hits} == {("new", "new/deeper")}
+    assert store.chunk_vectors(fid) == before
+    assert store.count_chunks(Filter(must=(Match("dirs", "old"),))) == 0
+
+
+def test_delete_file_removes_catalog_and_points_only_of_that_file(store: EdgeStore) -> None:
+    a, b = _fid(5), _fid(6)
+    for fid, path in ((a, "a.txt"), (b, "b.txt")):
+        store.put_file(FileRecord(fid, path, 1, 1, status="indexed", chunks=2))
+        store.put_chunks(fid, _points(fid, path, ["x", "y"]))
+    store.delete_file(a)
+    assert store.get_file(a) is None
+    assert store.count_chunks(Filter(must=(Match("file_id", a),))) == 0
+    assert store.count_chunks(Filter(must=(Match("file_id", b),))) == 2
+    assert store.count_files() == 1
+
+
+def test_data_survives_reopen(tmp_path: Path) -> None:
+    s = EdgeStore(tmp_path / "ix", DIM)
+    fid = _fid(7)
+    s.put_file(FileRecord(fid, "keep.txt", 3, 3, status="indexed", chunks=1))
+    s.put_chunks(fid, _points(fid, "keep.txt", ["persist me"]))
+    s.close()
+    s2 = EdgeStore(tmp_path / "ix", DIM)
+    try:
+        assert s2.file_by_path("keep.txt") is not None
+        assert s2.count_chunks() == 1
+    finally:
+        s2.close()
