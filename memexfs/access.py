@@ -22,19 +22,29 @@ def _allowed(st: os.stat_result, uid: int, gids: frozenset[int], bit: int) -> bo
     return bool(st.st_mode & bit)
 
 
-def can_read(root: str, rel: str, uid: int, gids: frozenset[int]) -> bool:
-    """True if uid/gids may read ``root/rel`` (a regular file) through the mount."""
+def can_reach(root: str, rel: str, uid: int, gids: frozenset[int]) -> bool:
+    """True if uid/gids may search every folder from ``root`` down to ``rel``'s parent."""
     if uid == 0:
         return True
-    parts = rel.split("/")
+    parts = [p for p in rel.split("/") if p]
     cur = root
     try:
-        for part in parts[:-1]:
+        for part in ["", *parts[:-1]]:
+            cur = os.path.join(cur, part) if part else cur
             if not _allowed(os.stat(cur), uid, gids, 1):
                 return False
-            cur = os.path.join(cur, part)
-        if not _allowed(os.stat(cur), uid, gids, 1):
-            return False
-        return _allowed(os.stat(os.path.join(cur, parts[-1])), uid, gids, 4)
+    except OSError:
+        return False
+    return True
+
+
+def can_read(root: str, rel: str, uid: int, gids: frozenset[int]) -> bool:
+    """True if uid/gids may read ``root/rel`` through the mount (the folder, for a folder)."""
+    if uid == 0:
+        return True
+    if not can_reach(root, rel, uid, gids):
+        return False
+    try:
+        return _allowed(os.stat(os.path.join(root, rel)), uid, gids, 4)
     except OSError:
         return False

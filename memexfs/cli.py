@@ -8,13 +8,14 @@ Errors are one line on stderr, never a traceback (``--debug`` shows tracebacks).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,9 @@ def _stats(mnt: str) -> dict[str, Any]:
         raise CliError(f"{mnt}: cannot read index status ({exc.strerror})") from None
 
 
-def _offline(source: str, encoder: str | None = None) -> tuple[Any, Any, Any]:
-    """Open a vault that no daemon serves: (vault, lock, store)."""
+@contextlib.contextmanager
+def offline(source: str) -> Iterator[tuple[Any, Any]]:
+    """A vault that no daemon serves, locked for us: (vault, store), closed on exit."""
     from memexfs.store import EdgeStore
     from memexfs.vault import Vault, VaultLock
 
@@ -139,7 +141,27 @@ def _offline(source: str, encoder: str | None = None) -> tuple[Any, Any, Any]:
         lock.acquire()
     except VaultLocked as exc:
         raise CliError(f"{source}: {exc}", EXIT_BUSY) from None
-    return vault, lock, EdgeStore(vault.index_dir, dim=384)
+    try:
+        store = EdgeStore(vault.index_dir, dim=384)
+        try:
+            yield vault, store
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+def _results_via_mount(mnt: str, *parts: str) -> tuple[list[dict[str, Any]], str | None]:
+    """Ask the running daemon: read the ``.results`` file of a virtual folder."""
+    try:
+        return _parse_results(Path(mnt, *parts, ".results").read_text())
+    except OSError as exc:
+        raise CliError(f"search failed: {exc.strerror}") from None
+
+
+def _hit_dicts(result: Any) -> list[dict[str, Any]]:
+    return [{"rank": h.rank, "score": h.score, "path": h.path, "snippet": h.snippet}
+            for h in result.hits]
 
 
 def _print_hits(hits: list[dict[str, Any]], reason: str | None, as_json: bool) -> None:
@@ -246,8 +268,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 def _offline_status(source: str) -> dict[str, Any]:
     from memexfs import schema
 
-    vault, lock, store = _offline(source)
-    try:
+    with offline(source) as (_vault, store):
         counts = {s: 0 for s in schema.STATES}
         errors = {}
         for rec in store.iter_files():
@@ -258,9 +279,6 @@ def _offline_status(source: str) -> dict[str, Any]:
                 "indexed": counts[schema.INDEXED], "failed": counts[schema.FAILED],
                 "metadata_only": counts[schema.METADATA_ONLY], "queued": counts[schema.PENDING],
                 "chunks": store.count_chunks(), "errors": errors}
-    finally:
-        store.close()
-        lock.release()
 
 
 def cmd_index(a: argparse.Namespace) -> int:
@@ -274,8 +292,7 @@ def cmd_index(a: argparse.Namespace) -> int:
     from memexfs.extract import Extractor
     from memexfs.pipeline import Pipeline
 
-    vault, lock, store = _offline(a.source)
-    try:
+    with offline(a.source) as (vault, store):
         plan = reconcile.plan(vault, store)
         for file_id, _path in plan.removed:
             store.delete_file(file_id)
@@ -304,9 +321,6 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"indexed {len(todo)} changed files ({plan.unchanged} unchanged, "
               f"{len(plan.removed)} removed, {len(plan.moved)} moved)")
         return EXIT_OK
-    finally:
-        store.close()
-        lock.release()
 
 
 def cmd_search(a: argparse.Namespace) -> int:
@@ -318,28 +332,18 @@ def cmd_search(a: argparse.Namespace) -> int:
         if a.today:
             raise CliError("--today is fixed by the mount (memexfs mount --today) while mounted",
                            EXIT_USAGE)
-        try:
-            data = Path(mnt, "q", text, ".results").read_text()
-        except OSError as exc:
-            raise CliError(f"search failed: {exc.strerror}") from None
-        hits, reason = _parse_results(data)
+        hits, reason = _results_via_mount(mnt, "q", text)
         _print_hits(hits, reason, a.json)
         return EXIT_OK
     from embed import load_encoder
     from query.engine import SearchEngine
     from query.parse import parse
 
-    vault, lock, store = _offline(a.source)
-    try:
+    with offline(a.source) as (_vault, store):
         engine = SearchEngine(store, load_encoder(a.encoder))
-        q = parse([text], a.today or date.today(), engine.known_vendors())
-        result = engine.search(q)
-        _print_hits([{"rank": h.rank, "score": h.score, "path": h.path, "snippet": h.snippet}
-                     for h in result.hits], result.reason, a.json)
+        result = engine.search(parse([text], a.today or date.today(), engine.known_vendors()))
+        _print_hits(_hit_dicts(result), result.reason, a.json)
         return EXIT_OK
-    finally:
-        store.close()
-        lock.release()
 
 
 def cmd_related(a: argparse.Namespace) -> int:
@@ -348,36 +352,23 @@ def cmd_related(a: argparse.Namespace) -> int:
         rel = os.path.relpath(rel, os.path.realpath(a.source))
     mnt = _mount_of_vault(a.source)
     if mnt is not None:
-        try:
-            data = Path(mnt, "related", rel, ".results").read_text()
-        except OSError as exc:
-            raise CliError(f"related failed: {exc.strerror}") from None
-        hits, reason = _parse_results(data)
+        hits, reason = _results_via_mount(mnt, "related", rel)
         _print_hits(hits[: a.k], reason, a.json)
         return EXIT_OK
     from embed import load_encoder
     from query.engine import SearchEngine
 
-    vault, lock, store = _offline(a.source)
-    try:
+    with offline(a.source) as (_vault, store):
         result = SearchEngine(store, load_encoder(a.encoder)).related(rel, k=a.k)
-        _print_hits([{"rank": h.rank, "score": h.score, "path": h.path, "snippet": h.snippet}
-                     for h in result.hits], result.reason, a.json)
+        _print_hits(_hit_dicts(result), result.reason, a.json)
         return EXIT_OK
-    finally:
-        store.close()
-        lock.release()
 
 
 def cmd_check(a: argparse.Namespace) -> int:
     from memexfs.check import check
 
-    vault, lock, store = _offline(a.source)
-    try:
+    with offline(a.source) as (vault, store):
         problems = check(vault, store)
-    finally:
-        store.close()
-        lock.release()
     if a.json:
         print(json.dumps({"problems": problems}, indent=2))
     else:

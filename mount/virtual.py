@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 from pyfuse3 import EntryAttributes, InodeT, ModeT, RequestContext
 
-from memexfs.access import can_read
+from memexfs.access import can_reach, can_read
 from memexfs.errors import BadQuery, IndexUnavailable, NameTooLong, ReadOnly
 from mount.inodes import InodeTable, Node
 
@@ -144,11 +144,12 @@ class BaseTree(abc.ABC):
             self._dirs[key] = node
         return node
 
-    def _attrs(self, node: Node, mode: int, size: int = 0, nlink: int = 1) -> EntryAttributes:
+    def _attrs(self, node: Node, mode: int, size: int = 0, nlink: int = 1,
+               timeout: float = DIR_TIMEOUT_S) -> EntryAttributes:
         e = EntryAttributes()
         e.st_ino = InodeT(node.inode)
-        e.entry_timeout = DIR_TIMEOUT_S
-        e.attr_timeout = DIR_TIMEOUT_S
+        e.entry_timeout = timeout
+        e.attr_timeout = timeout
         e.st_mode = ModeT(mode)
         e.st_nlink = nlink
         e.st_uid = self.uid
@@ -163,7 +164,8 @@ class BaseTree(abc.ABC):
     async def listing(self, segments: tuple[str, ...], ctx_uid: int,
                       gids: frozenset[int]) -> Listing:
         gen = self.backend.generation()
-        key = (*segments, f"\0{ctx_uid}")
+        # Per caller: uid and groups decide what is visible (the kernel's caches are shared).
+        key = (*segments, f"\0{ctx_uid}:{','.join(map(str, sorted(gids)))}")
         cached = self._cache.get(key)
         if cached is not None and cached.generation == gen:
             return cached
@@ -214,13 +216,16 @@ class BaseTree(abc.ABC):
         obj: VObj = node.virtual
         if obj.kind in ("root", "dir", "browse"):
             return self._attrs(node, stat.S_IFDIR | 0o555, nlink=2)
+        # Entries inside a result folder are cached by the kernel for no time: its dentry cache
+        # is shared by all users, and a name root just looked up must not be visible (nor a
+        # .results with root's rows readable) to a user who may not read that file.
         if obj.kind == "link":
             assert obj.hit is not None
             target = self._target(obj)
-            return self._attrs(node, stat.S_IFLNK | 0o777, size=len(target))
+            return self._attrs(node, stat.S_IFLNK | 0o777, size=len(target), timeout=0)
         if obj.kind == "results":
             size = len(obj.listing.results_text()) if obj.listing else 0
-            return self._attrs(node, stat.S_IFREG | 0o444, size=size)
+            return self._attrs(node, stat.S_IFREG | 0o444, size=size, timeout=0)
         raise pyfuse3.FUSEError(errno.ENOENT)
 
     def _target(self, obj: VObj) -> bytes:
@@ -391,6 +396,10 @@ class RelatedTree(BaseTree):
         segments = (*obj.segments, name)
         if not segments or segments[0] == ".memexfs":
             raise pyfuse3.FUSEError(errno.ENOENT)
+        # The caller sees the vault through /related only as far as the real tree lets them:
+        # search permission on every folder down to it, read permission on a file.
+        if not can_reach(self.vault_root, "/".join(segments), ctx.uid, _gids(ctx)):
+            raise pyfuse3.FUSEError(errno.EACCES)
         st = self._real(segments)
         if stat.S_ISDIR(st.st_mode):
             key = (segments, -1)
@@ -400,14 +409,20 @@ class RelatedTree(BaseTree):
                 self._dirs[key] = node
             return node
         if stat.S_ISREG(st.st_mode):
+            if not can_read(self.vault_root, "/".join(segments), ctx.uid, _gids(ctx)):
+                raise pyfuse3.FUSEError(errno.EACCES)
             return self.dir_node(segments, ctx.uid)
         raise pyfuse3.FUSEError(errno.ENOENT)
 
     async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
         if obj.kind == "dir":
+            if not can_read(self.vault_root, "/".join(obj.segments), ctx.uid, _gids(ctx)):
+                raise pyfuse3.FUSEError(errno.EACCES)  # a cached dentry from another user
             return await self._dir_entries(node, ctx)
         folder = os.path.join(self.vault_root, *obj.segments)
+        if not can_read(self.vault_root, "/".join(obj.segments), ctx.uid, _gids(ctx)):
+            raise pyfuse3.FUSEError(errno.EACCES)
         out = []
         for entry in sorted(os.listdir(folder)):
             if not obj.segments and entry == ".memexfs":

@@ -190,13 +190,19 @@ def test_k_limits_results(engine: SearchEngine) -> None:
 def test_threshold_returns_a_reason(engine: SearchEngine) -> None:
     res = engine.search(parse("zebra giraffe savanna", TODAY))
     assert res.hits == []
-    assert res.reason
-    assert "below threshold" in res.reason
+    assert res.reason and "nothing relevant" in res.reason
+    assert "share no word" in res.reason  # no BM25 hit: the stricter dense-only floor applied
     res = engine.search(parse("banana bread min:0.99", TODAY))
     assert res.hits == []
-    assert res.reason == (
-        f"best score {engine.search(parse('banana bread', TODAY)).hits[0].score:.2f} "
-        "below threshold 0.99")
+    best = engine.search(parse("banana bread", TODAY)).hits[0].score
+    assert res.reason == f"nothing relevant: best score {best:.2f} is below min: (0.99)"
+
+
+def test_weak_tail_below_the_best_hit_is_dropped(engine: SearchEngine) -> None:
+    """Dense search returns every document; the ones far below the best are not results."""
+    assert q(engine, "mitochondria respiration") == ["Notes/biology.md"]
+    # an explicit min: is the user's own threshold: no relative cut on top of it
+    assert len(q(engine, "mitochondria respiration min:0")) > 1
 
 
 def test_empty_window_has_a_reason(engine: SearchEngine) -> None:

@@ -1,0 +1,173 @@
+"""Random sequences of file operations, applied to the mount and to a plain directory alike.
+
+Hypothesis drives a state machine over a tiny namespace (three names, nested two deep) so names
+collide often: renames over files and folders, links to things that vanish, ENOTDIR/EISDIR/
+ENOTEMPTY paths. After every step the two trees must hold the same entries, modes, owners, sizes,
+link counts, bytes and link targets; every step's result or errno must match. One mount serves the
+whole module; each example works in a fresh folder of both trees.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from tests.mount.conftest import Trees
+from tests.mount.posix import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    lstat_sig,
+    outcome,
+    renameat2,
+    stat_sig,
+    tree_snapshot,
+)
+
+pytestmark = [pytest.mark.mount]
+
+NAMES = ("a", "b", "c")
+PATHS = [d + n for d in ("", "a/", "b/", "a/b/") for n in NAMES]
+paths = st.sampled_from(PATHS)
+dirs = st.sampled_from(["", "a", "b", "a/b", "c"])
+# A leading NUL keeps every file binary: the indexer only records metadata for it (cheap).
+data = st.binary(max_size=48).map(lambda b: b"\0" + b)
+modes = st.sampled_from([0o644, 0o600, 0o755, 0o700, 0o444, 0o000, 0o1777, 0o2755, 0o4755])
+link_targets = st.sampled_from(["a", "b/c", "../a", "nowhere", "a/b", "/abs/olute", "c"])
+times_ns = st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s * 1_000_000_007)
+
+
+class PosixModel(RuleBasedStateMachine):
+    trees: Trees  # set by the test before the machine runs
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mnt, self.ref = self.trees.pair("h")
+
+    def both(self, fn: Any, *args: Any) -> Any:
+        """``fn(root, *args)`` on each tree: outcomes must be equal."""
+        got = outcome(fn, self.mnt, *args)
+        want = outcome(fn, self.ref, *args)
+        assert got == want, f"{fn.__name__}{args}: mount {got} != reference {want}"
+        return got
+
+    # ---- file contents
+    @rule(p=paths, body=data, mode=modes)
+    def create(self, p: str, body: bytes, mode: int) -> None:
+        def op(root: Path, p: str, body: bytes, mode: int) -> int:
+            fd = os.open(root / p, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, mode)
+            try:
+                return os.write(fd, body)
+            finally:
+                os.close(fd)
+        self.both(op, p, body, mode)
+
+    @rule(p=paths, body=data, off=st.integers(0, 100))
+    def write_at(self, p: str, body: bytes, off: int) -> None:
+        def op(root: Path, p: str, body: bytes, off: int) -> int:
+            fd = os.open(root / p, os.O_WRONLY)
+            try:
+                return os.pwrite(fd, body, off)
+            finally:
+                os.close(fd)
+        self.both(op, p, body, off)
+
+    @rule(p=paths, body=data)
+    def append(self, p: str, body: bytes) -> None:
+        def op(root: Path, p: str, body: bytes) -> int:
+            fd = os.open(root / p, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, body)
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        self.both(op, p, body)
+
+    @rule(p=paths, size=st.integers(0, 200))
+    def truncate(self, p: str, size: int) -> None:
+        self.both(lambda root, p, size: os.truncate(root / p, size), p, size)
+
+    @rule(p=paths)
+    def read(self, p: str) -> None:
+        self.both(lambda root, p: (root / p).read_bytes(), p)
+
+    # ---- namespace
+    @rule(src=paths, dst=paths, flags=st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE]))
+    def rename(self, src: str, dst: str, flags: int) -> None:
+        self.both(lambda root, s, d, f: renameat2(root / s, root / d, f), src, dst, flags)
+
+    @rule(p=paths, mode=st.sampled_from([0o755, 0o700, 0o2775, 0o1777]))
+    def mkdir(self, p: str, mode: int) -> None:
+        self.both(lambda root, p, m: os.mkdir(root / p, m), p, mode)
+
+    @rule(p=paths)
+    def rmdir(self, p: str) -> None:
+        self.both(lambda root, p: os.rmdir(root / p), p)
+
+    @rule(p=paths)
+    def unlink(self, p: str) -> None:
+        self.both(lambda root, p: os.unlink(root / p), p)
+
+    @rule(src=paths, dst=paths, follow=st.booleans())
+    def link(self, src: str, dst: str, follow: bool) -> None:
+        self.both(lambda root, s, d, f: os.link(root / s, root / d, follow_symlinks=f),
+                  src, dst, follow)
+
+    @rule(dest=link_targets, p=paths)
+    def symlink(self, dest: str, p: str) -> None:
+        self.both(lambda root, t, p: os.symlink(t, root / p), dest, p)
+
+    @rule(p=paths)
+    def readlink(self, p: str) -> None:
+        self.both(lambda root, p: os.readlink(root / p), p)
+
+    # ---- attributes
+    @rule(p=paths, mode=modes)
+    def chmod(self, p: str, mode: int) -> None:
+        self.both(lambda root, p, m: os.chmod(root / p, m), p, mode)
+
+    @rule(p=paths, uid=st.sampled_from([0, 1000, 65534]), gid=st.sampled_from([-1, 0, 100]),
+          follow=st.booleans())
+    def chown(self, p: str, uid: int, gid: int, follow: bool) -> None:
+        self.both(lambda root, p, u, g, f: os.chown(root / p, u, g, follow_symlinks=f),
+                  p, uid, gid, follow)
+
+    @rule(p=paths, atime=times_ns, mtime=times_ns, follow=st.booleans())
+    def utime(self, p: str, atime: int, mtime: int, follow: bool) -> None:
+        def op(root: Path, p: str, a: int, m: int, follow: bool) -> tuple[int, int]:
+            os.utime(root / p, ns=(a, m), follow_symlinks=follow)
+            s = os.stat(root / p, follow_symlinks=follow)
+            return s.st_atime_ns, s.st_mtime_ns
+        self.both(op, p, atime, mtime, follow)
+
+    # ---- observation
+    @rule(d=dirs)
+    def listdir(self, d: str) -> None:
+        self.both(lambda root, d: sorted(os.listdir(root / d)), d)
+
+    @rule(p=paths)
+    def stat(self, p: str) -> None:
+        self.both(lambda root, p: stat_sig(os.stat(root / p)), p)
+        self.both(lambda root, p: lstat_sig(root / p), p)
+
+    @invariant()
+    def same_tree(self) -> None:
+        assert tree_snapshot(self.mnt) == tree_snapshot(self.ref)
+
+
+@pytest.mark.timeout(240)
+def test_random_operation_sequences_match_a_plain_directory(trees: Trees) -> None:
+    PosixModel.trees = trees
+    run_state_machine_as_test(
+        PosixModel,
+        settings=settings(max_examples=25, stateful_step_count=30, deadline=None,
+                          derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow]),
+    )
+    text = trees.mount.log_text()
+    assert "failed unexpectedly" not in text, text[-4000:]
