@@ -6,6 +6,10 @@ removals are cheap catalog updates, changes mark the catalog entry ``pending`` (
 job: reconcile re-queues pending entries) and, after a short quiet period (editors write in bursts),
 go through the pipeline in batches. Every store/encoder call runs in a worker thread behind a
 limiter, so FUSE requests are never blocked by indexing.
+
+The catalog is the truth; ``_status`` is its in-memory mirror so ``status_of`` (called from FUSE
+``getxattr``) never touches the store. Every path that leaves the queue ends with a catalog write
+(indexed, metadata-only, failed — with the error — or removed) and the mirror follows it.
 """
 
 from __future__ import annotations
@@ -24,14 +28,24 @@ import trio
 from memexfs import reconcile, schema
 from memexfs.pipeline import Pipeline, Prepared
 from memexfs.schema import FileRecord, location_payload
-from memexfs.store import Filter, Match, Store
+from memexfs.store import Filter, Match, MatchAny, Store
 from memexfs.vault import STATE_DIR, Vault
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.25
-BATCH_FILES = 16
-BATCH_TEXTS = 128
+BATCH_FILES = 32  # at most this many files per encoder call
+EMBED_TEXTS = 64  # hand a group to the encoder once this many texts are ready
+MAX_ERRORS_SHOWN = 200  # the stats xattr must stay well under the 64 KiB xattr limit
+
+
+@dataclass
+class _Item:
+    """One file on its way through the stream: prepared, or failed with an error."""
+
+    path: str
+    prep: Prepared | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -48,15 +62,21 @@ class Stats:
     embedded_texts: int = 0
     done_since_start: int = 0
     files_per_s: float = 0.0
+    texts_per_s: float = 0.0
     generation: int = 0
     encoder: str = ""
     started_at: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     errors: dict[str, str] = field(default_factory=dict)
+    errors_total: int = 0
     last_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["errors_total"] = len(self.errors)
+        if len(self.errors) > MAX_ERRORS_SHOWN:
+            out["errors"] = dict(sorted(self.errors.items())[:MAX_ERRORS_SHOWN])
+        return out
 
 
 class Indexer:
@@ -77,15 +97,24 @@ class Indexer:
         self.stats = Stats()
         self._ops: list[tuple[str, str, str]] = []
         self._pending: OrderedDict[str, float] = OrderedDict()
+        self._inflight: set[str] = set()
+        self._announced: set[str] = set()  # "changed" ops not yet applied
+        self._chunks_stale = True
+        self._applying = 0  # ops taken off ``_ops`` and not yet applied
         self._status: dict[str, str] = {}
         self._wake = trio.Event()
-        self._idle = trio.Event()
-        self._limiter = trio.CapacityLimiter(1)
+        self._limiter = trio.CapacityLimiter(1)  # extraction and store work
+        self._encode_limiter = trio.CapacityLimiter(1)  # the encoder (uses every core itself)
+        self._store_limiter = trio.CapacityLimiter(1)  # commits: never behind a slow extraction
         self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._busy_since = time.monotonic()
+        self._busy_files = 0
+        self._busy_texts = 0
 
     # ------------------------------------------------------------- IndexSink (trio thread)
     def changed(self, path: str) -> None:
-        self._push("changed", path)
+        if self._push("changed", path):
+            self._announced.add(path)
 
     def removed(self, path: str) -> None:
         self._push("removed", path)
@@ -94,16 +123,20 @@ class Indexer:
         self._push("moved", old, new)
 
     def status_of(self, path: str) -> str | None:
-        if path in self._pending:
+        if path in self._pending or path in self._inflight or path in self._announced:
             return schema.PENDING
         return self._status.get(path)
 
-    def _push(self, op: str, a: str, b: str = "") -> None:
-        if a.split("/", 1)[0] == STATE_DIR:
-            return
+    def _push(self, op: str, a: str, b: str = "") -> bool:
+        if a.split("/", 1)[0] == STATE_DIR or (b and b.split("/", 1)[0] == STATE_DIR):
+            return False
         self._ops.append((op, a, b))
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self.stats.queued = self._queued()
         self._wake.set()
+        return True
+
+    def _queued(self) -> int:
+        return len(self._ops) + self._applying + len(self._pending) + len(self._inflight)
 
     def notify_threadsafe(self, op: str, a: str, b: str = "") -> None:
         """For the watcher thread: hop onto the trio thread first."""
@@ -112,10 +145,10 @@ class Indexer:
 
     @property
     def idle(self) -> bool:
-        return self.stats.state == "idle" and not self._ops and not self._pending
+        return self.stats.state == "idle" and not self._queued()
 
     async def wait_idle(self) -> None:
-        while not self.idle:
+        while not self.idle:  # noqa: ASYNC110 (state is polled by design: no event per change)
             await trio.sleep(0.05)
 
     # ------------------------------------------------------------- the task
@@ -132,6 +165,7 @@ class Indexer:
                 self._ops.append(("removed", path, file_id))
             for path in plan.changed:
                 self._ops.append(("changed", path, ""))
+            self.stats.queued = self._queued()
             log.info("reconcile: %d changed, %d moved, %d removed, %d unchanged",
                      len(plan.changed), len(plan.moved), len(plan.removed), plan.unchanged)
             try:
@@ -152,6 +186,8 @@ class Indexer:
     def _load_status(self) -> None:
         for rec in self.store.iter_files():
             self._status[rec.path] = rec.status
+            if rec.error:
+                self.stats.errors[rec.path] = rec.error
         self._recount()
 
     def _recount(self) -> None:
@@ -164,25 +200,36 @@ class Indexer:
         s.failed = counts.get(schema.FAILED, 0)
         s.metadata_only = counts.get(schema.METADATA_ONLY, 0)
         s.pending = counts.get(schema.PENDING, 0)
-        s.queued = len(self._pending) + len(self._ops)
+        s.queued = self._queued()
 
     async def _loop(self) -> None:
         while True:
             await self._apply_ops()
             now = time.monotonic()
-            due = [p for p, t in self._pending.items() if t <= now]
-            if due:
-                self.stats.state = "indexing"
-                await self._index_batch(due[:BATCH_FILES])
+            if self._due(now):
+                if self.stats.state != "indexing":
+                    self.stats.state = "indexing"
+                    self._busy_since, self._busy_files, self._busy_texts = now, 0, 0
+                await self._stream()
+                self._chunks_stale = True
+                self._recount()
+                await trio.lowlevel.checkpoint()
+                continue
+            if self._chunks_stale and not self._ops:
+                # before queued drops to 0, so "idle" always comes with a current chunk count
+                self._chunks_stale = False
+                try:
+                    self.stats.chunks = await self._sync(self.store.count_chunks)
+                except Exception:
+                    log.exception("cannot count chunks")
                 continue
             self._recount()
-            if not self._pending and not self._ops:
-                self.stats.state = "idle"
-                self.stats.current = None
-                self._idle.set()
             self._wake = trio.Event()
             if self._ops:
                 continue
+            if not self._pending:
+                self.stats.state = "idle"
+                self.stats.current = None
             wait = (min(self._pending.values()) - now) if self._pending else None
             with trio.move_on_after(wait if wait is not None else float("inf")):
                 await self._wake.wait()
@@ -190,23 +237,63 @@ class Indexer:
     async def _apply_ops(self) -> None:
         while self._ops:
             ops, self._ops = self._ops, []
-            for op, a, b in ops:
-                try:
-                    await self._apply(op, a, b)
-                except Exception as exc:
-                    self.stats.last_error = f"{op} {a}: {exc}"
-                    log.exception("index update %s %s failed", op, a)
+            self._applying = len(ops)
+            try:
+                await self._apply_run(ops)
+            finally:
+                self._applying = 0
+
+    async def _apply_run(self, ops: list[tuple[str, str, str]]) -> None:
+        # Consecutive "changed" ops go to the store as one call (a bulk copy sends hundreds).
+        run: list[str] = []
+        for op, a, b in ops:
+            if op in ("changed", "touched"):
+                run.append(a if op == "changed" else "\0" + a)
+                continue
+            await self._apply_changes(run)
+            run = []
+            try:
+                await self._apply(op, a, b)
+            except Exception as exc:
+                self.stats.last_error = f"{op} {a}: {exc}"
+                log.exception("index update %s %s failed", op, a)
+        await self._apply_changes(run)
+
+    async def _apply_changes(self, run: list[str]) -> None:
+        """Queue changed files (debounced) and mark them ``pending`` in the catalog, durably.
+
+        Paths prefixed with NUL come from the watcher and may be echoes of our own writes: those
+        whose size and mtime match an up-to-date catalog entry are dropped.
+        """
+        if not run:
+            return
+        self._announced.difference_update(run)
+        try:
+            queued = await self._sync(self._mark_pending, run)
+        except Exception as exc:
+            self.stats.last_error = f"queue {len(run)} files: {exc}"
+            log.exception("cannot mark %d files pending", len(run))
+            queued = [p.lstrip("\0") for p in run]  # still index them; reconcile is the backstop
+        due = time.monotonic() + DEBOUNCE_S
+        for path in queued:
+            self._pending[path] = due
+            self._pending.move_to_end(path)
+            if path in self._status:
+                self._status[path] = schema.PENDING
+        self.stats.queued = self._queued()
 
     async def _apply(self, op: str, a: str, b: str) -> None:
-        if op == "changed":
-            self._pending[a] = time.monotonic() + DEBOUNCE_S
-            self._pending.move_to_end(a)
-            await self._sync(self._mark_pending, a)
-        elif op == "removed":
+        self._chunks_stale = True
+        if op == "removed":
             self._pending.pop(a, None)
-            if await self._sync(self._remove, a, b):
-                self._status.pop(a, None)
-                self._changed({a})
+            removed = await self._sync(self._remove, a, b)
+            for path in removed:
+                self._status.pop(path, None)
+                self.stats.errors.pop(path, None)
+            if removed:
+                self._changed(set(removed))
+        elif op == "outside":
+            await self._apply_outside(a.split("\0") if a else [], b.split("\0") if b else [])
         elif op == "moved":
             moved = await self._sync(self._move, a, b)
             for old, new in moved:
@@ -214,28 +301,53 @@ class Indexer:
                     self._status[new] = self._status.pop(old)
                 if old in self._pending:
                     self._pending[new] = self._pending.pop(old)
+                if old in self.stats.errors:
+                    self.stats.errors[new] = self.stats.errors.pop(old)
             if moved:
                 self._changed({p for pair in moved for p in pair})
 
     # -- store-side helpers (worker thread)
-    def _mark_pending(self, path: str) -> None:
-        rec = self.store.file_by_path(path)
-        if rec is None:
-            if not os.path.isfile(self.vault.abspath(path)):
-                return
-            rec = FileRecord(str(uuid.uuid4()), path, -1, 0)
-            self.store.put_file(rec)
-        elif rec.status != schema.PENDING:
-            self.store.update_file(rec.file_id, status=schema.PENDING)
+    def _mark_pending(self, run: list[str]) -> list[str]:
+        """Worker thread: one catalog lookup for the whole run; returns the paths to index."""
+        paths = list(dict.fromkeys(p.lstrip("\0") for p in run))
+        maybe = {p[1:] for p in run if p.startswith("\0")} - {p for p in run if p[:1] != "\0"}
+        known: dict[str, FileRecord] = {}
+        for start in range(0, len(paths), 256):
+            flt = Filter(must=(MatchAny("path", tuple(paths[start:start + 256])),))
+            known.update((rec.path, rec) for rec in self.store.iter_files(flt))
+        out = []
+        for path in paths:
+            rec = known.get(path)
+            try:
+                st = os.lstat(self.vault.abspath(path))
+            except OSError:
+                st = None
+            if path in maybe and rec is not None and st is not None and \
+                    rec.status != schema.PENDING and rec.size == st.st_size and \
+                    rec.mtime_ns == st.st_mtime_ns:
+                continue  # the watcher saw a write we already know about
+            if rec is None:
+                if st is None or not os.path.isfile(self.vault.abspath(path)):
+                    if path in maybe:
+                        continue
+                    out.append(path)  # let prepare decide (it records vanished files)
+                    continue
+                self.store.put_file(FileRecord(str(uuid.uuid4()), path, -1, 0))
+            elif rec.status != schema.PENDING:
+                self.store.update_file(rec.file_id, status=schema.PENDING)
+            out.append(path)
+        return out
 
-    def _remove(self, path: str, file_id: str) -> bool:
+    def _remove(self, path: str, file_id: str) -> list[str]:
+        """Worker thread: drop the entry (or, for a vanished folder, every entry under it)."""
         if os.path.lexists(self.vault.abspath(path)) and not file_id:
-            return False  # replaced already (e.g. rename over it): the watcher lags behind
+            return []  # replaced already (e.g. rename over it): the watcher lags behind
         rec = self.store.get_file(file_id) if file_id else self.store.file_by_path(path)
-        if rec is None:
-            return False
-        self.store.delete_file(rec.file_id)
-        return True
+        recs = [rec] if rec else [] if file_id else list(
+            self.store.iter_files(Filter(must=(Match("dirs", path),))))
+        for r in recs:
+            self.store.delete_file(r.file_id)
+        return [r.path for r in recs]
 
     def _move(self, old: str, new: str) -> list[tuple[str, str]]:
         """Move one file's entry, or every entry under a moved folder; vectors stay put."""
@@ -253,62 +365,166 @@ class Indexer:
         return moved
 
     # -- the heavy path
-    async def _index_batch(self, paths: list[str]) -> None:
+    def _due(self, now: float) -> str | None:
+        """The oldest queued path whose quiet period is over (``_pending`` is kept in due order)."""
+        for path, due in self._pending.items():
+            return path if due <= now else None
+        return None
+
+    async def _stream(self) -> None:
+        """Index due files as a three-stage stream: prepare (extract, chunk) -> embed -> commit.
+
+        The stages overlap, so the encoder works on one group while the next is extracted and the
+        previous one is written. The producer stops taking files as soon as an op (move, removal)
+        arrives, and the stream drains before ops are applied: a commit never writes a record that
+        a rename has moved meanwhile.
+        """
         assert self.pipeline is not None
-        pipe = self.pipeline
-        for p in paths:
-            self._pending.pop(p, None)
-        preps: list[Prepared] = []
-        texts = 0
-        for p in paths:
-            self.stats.current = p
-            try:
-                prep = await self._sync(pipe.prepare, p)
-            except Exception as exc:
-                self._error(p, exc)
-                continue
-            preps.append(prep)
-            texts += len(prep.missing)
-            if texts >= BATCH_TEXTS:
-                break
-        for p in paths[len(preps):]:
-            if p not in {x.rec.path for x in preps} and p not in self.stats.errors:
-                self._pending[p] = time.monotonic()  # not reached this round
+        to_embed, embed_in = trio.open_memory_channel[list[_Item]](1)
+        to_commit, commit_in = trio.open_memory_channel[list[_Item]](1)
         try:
-            self.stats.embedded_texts += await self._sync(pipe.embed, preps)
-        except Exception as exc:
-            for prep in preps:
-                self._error(prep.rec.path, exc)
-            return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._produce, self.pipeline, to_embed)
+                nursery.start_soon(self._embed_stage, self.pipeline, embed_in, to_commit)
+                nursery.start_soon(self._commit_stage, self.pipeline, commit_in)
+        finally:
+            if self._inflight:  # only after a bug in a stage: retry those files a bit later
+                log.error("indexing stream left %d files; queued again", len(self._inflight))
+                for path in self._inflight:
+                    self._pending[path] = time.monotonic() + 5.0
+                self._inflight.clear()
+
+    async def _produce(self, pipe: Pipeline, out: trio.MemorySendChannel[list[_Item]]) -> None:
+        async with out:
+            group: list[_Item] = []
+            texts = 0
+            while not self._ops:
+                path = self._due(time.monotonic())
+                if path is None:
+                    break
+                del self._pending[path]
+                self._inflight.add(path)
+                self.stats.current = path
+                item = _Item(path)
+                try:
+                    item.prep = await self._sync(pipe.prepare, path)
+                    if not (item.prep.skip or item.prep.gone):
+                        texts += len(item.prep.missing)
+                except Exception as exc:
+                    item.error = self._error(path, exc)
+                group.append(item)
+                if texts >= EMBED_TEXTS or len(group) >= BATCH_FILES:
+                    await out.send(group)
+                    group, texts = [], 0
+            if group:
+                await out.send(group)
+
+    async def _embed_stage(self, pipe: Pipeline, inp: trio.MemoryReceiveChannel[list[_Item]],
+                           out: trio.MemorySendChannel[list[_Item]]) -> None:
+        async with inp, out:
+            async for group in inp:
+                todo = [it.prep for it in group
+                        if it.prep is not None and not (it.prep.skip or it.prep.gone)]
+                if todo:
+                    try:
+                        self.stats.embedded_texts += await trio.to_thread.run_sync(
+                            pipe.embed, todo, limiter=self._encode_limiter)
+                    except Exception as exc:
+                        for it in group:
+                            if it.prep in todo:
+                                it.error = self._error(it.path, exc)
+                await out.send(group)
+
+    async def _commit_stage(self, pipe: Pipeline,
+                            inp: trio.MemoryReceiveChannel[list[_Item]]) -> None:
+        async with inp:
+            async for group in inp:
+                try:
+                    await self._commit_group(pipe, group)
+                finally:
+                    self._inflight.difference_update(it.path for it in group)
+
+    async def _commit_group(self, pipe: Pipeline, group: list[_Item]) -> None:
+        ok = [it.prep for it in group if it.prep is not None and it.error is None]
+        failed = {it.path: it.error for it in group if it.error is not None}
+        results, errors = await trio.to_thread.run_sync(
+            self._commit_all, pipe, ok, failed, limiter=self._store_limiter)
+        for path, msg in errors.items():
+            failed[path] = self._note_error(path, msg)
+        by_path = {prep.rec.path: prep for prep in ok}
         changed: set[str] = set()
-        for prep in preps:
-            try:
-                outcome = await self._sync(pipe.commit, prep)
-            except Exception as exc:
-                self._error(prep.rec.path, exc)
-                continue
-            path = prep.rec.path
-            if prep.gone:
+        for path, (outcome, status) in results.items():
+            if status is None:  # gone
                 if self._status.pop(path, None) is not None or outcome == "removed":
                     changed.add(path)
+                self.stats.errors.pop(path, None)
                 continue
-            if outcome != "skipped" or self._status.get(path) != prep.rec.status:
+            if outcome != "skipped" or self._status.get(path) != status:
                 changed.add(path)
-            self._status[path] = prep.rec.status
-            if prep.rec.error:
-                self.stats.errors[path] = prep.rec.error
+            self._status[path] = status
+            prep = by_path.get(path)
+            err = failed.get(path) or (prep.rec.error if prep is not None else None)
+            if err:
+                self.stats.errors[path] = err
             else:
                 self.stats.errors.pop(path, None)
-        self.stats.done_since_start += len(preps)
-        elapsed = max(time.time() - self.stats.started_at, 1e-6)
-        self.stats.files_per_s = round(self.stats.done_since_start / elapsed, 2)
+            if prep is not None and not prep.skip:
+                self._busy_texts += len(prep.texts)
+        self.stats.done_since_start += len(results)
+        self._busy_files += len(results)
+        elapsed = max(time.monotonic() - self._busy_since, 1e-6)
+        self.stats.files_per_s = round(self._busy_files / elapsed, 2)
+        self.stats.texts_per_s = round(self._busy_texts / elapsed, 2)
         if changed:
             self._changed(changed)
 
-    def _error(self, path: str, exc: BaseException) -> None:
-        log.exception("indexing %s failed", path, exc_info=exc)
-        self.stats.errors[path] = f"{type(exc).__name__}: {exc}"
-        self.stats.last_error = self.stats.errors[path]
+    def _commit_all(self, pipe: Pipeline, preps: list[Prepared], failed: dict[str, str]) -> (
+            tuple[dict[str, tuple[str, str | None]], dict[str, str]]):
+        """Worker thread: write every prepared file, and a ``failed`` entry (with its error) for
+        every file that could not be prepared, embedded or committed, so no file is left without
+        a durable, visible state. Returns ({path: (outcome, status or None if gone)}, new errors);
+        stats are left to the trio thread."""
+        out: dict[str, tuple[str, str | None]] = {}
+        errors: dict[str, str] = {}
+        for prep in preps:
+            path = prep.rec.path
+            try:
+                out[path] = (pipe.commit(prep), None if prep.gone else prep.rec.status)
+            except Exception as exc:
+                log.error("committing %s failed: %s", path, exc, exc_info=exc)
+                errors[path] = f"{type(exc).__name__}: {exc}"
+        for path, error in {**failed, **errors}.items():
+            try:
+                out[path] = ("failed", self._record_failure(path, error))
+            except Exception:
+                log.exception("cannot record the failure of %s", path)
+                out[path] = ("failed", schema.FAILED)
+        return out, errors
+
+    def _record_failure(self, path: str, error: str) -> str | None:
+        """A failed entry without chunks or content hash; size -1 never matches a stat, so the
+        next change or the next mount tries again. Returns the status (None: the file is gone)."""
+        rec = self.store.file_by_path(path)
+        if not os.path.isfile(self.vault.abspath(path)):
+            if rec is not None:
+                self.store.delete_file(rec.file_id)
+            return None
+        rec = rec or FileRecord(str(uuid.uuid4()), path, -1, 0)
+        if rec.chunks:
+            self.store.delete_chunks(rec.file_id)
+        rec.status, rec.error, rec.chunks = schema.FAILED, error, 0
+        rec.size, rec.mtime_ns, rec.content_hash = -1, 0, ""
+        self.store.put_file(rec)
+        return schema.FAILED
+
+    def _error(self, path: str, exc: BaseException) -> str:
+        log.error("indexing %s failed: %s", path, exc, exc_info=exc)
+        return self._note_error(path, f"{type(exc).__name__}: {exc}")
+
+    def _note_error(self, path: str, msg: str) -> str:
+        self.stats.errors[path] = msg
+        self.stats.last_error = f"{path}: {msg}"
+        return msg
 
     def _changed(self, paths: set[str]) -> None:
         self.stats.generation += 1
@@ -319,6 +535,8 @@ class Indexer:
 
     # -- outside changes
     async def _watch(self) -> None:
+        """Changes made around the mount. One op per watcher batch; all file-system work (walking
+        new folders, pairing deletes with adds as renames) happens in a worker thread."""
         import watchfiles
 
         root = str(self.vault.root)
@@ -330,18 +548,58 @@ class Indexer:
         try:
             async for changes in watchfiles.awatch(root, watch_filter=keep, debounce=200,
                                                    step=50, recursive=True):
-                for kind, full in changes:
-                    rel = os.path.relpath(full, root)
-                    if kind == watchfiles.Change.deleted:
-                        self._push("removed", rel)
-                    elif os.path.isdir(full):
-                        self._push_tree(full, root)
-                    else:
-                        self._push("changed", rel)
+                deleted = sorted({os.path.relpath(f, root) for k, f in changes
+                                  if k == watchfiles.Change.deleted})
+                present = sorted({os.path.relpath(f, root) for k, f in changes
+                                  if k != watchfiles.Change.deleted})
+                self._push("outside", "\0".join(deleted), "\0".join(present))
         except Exception:
             log.exception("vault watcher stopped; changes around the mount wait for remount")
 
-    def _push_tree(self, full: str, root: str) -> None:
-        for dirpath, _dirs, files in os.walk(full):
-            for name in files:
-                self._push("changed", os.path.relpath(os.path.join(dirpath, name), root))
+    async def _apply_outside(self, deleted: list[str], present: list[str]) -> None:
+        moves, gone, files = await self._sync(self._pair_outside, deleted, present)
+        for old, new in moves:
+            await self._apply("moved", old, new)
+        for path in gone:
+            await self._apply("removed", path, "")
+        await self._apply_changes(["\0" + p for p in files])
+
+    def _pair_outside(self, deleted: list[str], present: list[str]) -> (
+            tuple[list[tuple[str, str]], list[str], list[str]]):
+        """Worker thread: (renames found by inode and size, deleted paths, files to look at)."""
+        files: list[str] = []
+        for rel in present:
+            full = self.vault.abspath(rel)
+            if full.is_dir() and not full.is_symlink():
+                for dirpath, _dirs, names in os.walk(full):
+                    files.extend(os.path.relpath(os.path.join(dirpath, n), self.vault.root)
+                                 for n in names)
+            elif full.is_file():
+                files.append(rel)
+        by_ino: dict[tuple[int, int], str] = {}
+        for rel in files:
+            try:
+                st = os.lstat(self.vault.abspath(rel))
+            except OSError:
+                continue
+            by_ino[(st.st_ino, st.st_size)] = rel
+        moves: list[tuple[str, str]] = []
+        gone: list[str] = []
+        for old in deleted:
+            if os.path.lexists(self.vault.abspath(old)):
+                continue
+            rec = self.store.file_by_path(old)
+            recs = [rec] if rec else list(self.store.iter_files(Filter(must=(Match("dirs", old),))))
+            pairs = [(r, by_ino.get((r.ino, r.size))) for r in recs if r.ino]
+            if rec is not None and pairs and pairs[0][1]:
+                moves.append((old, str(pairs[0][1])))
+                continue
+            if rec is None and pairs and all(new for _, new in pairs):
+                # a folder moved: every entry reappears with the same suffix
+                heads = {str(new)[: len(str(new)) - (len(r.path) - len(old))] for r, new in pairs
+                         if str(new).endswith(r.path[len(old):])}
+                if len(heads) == 1:
+                    moves.append((old, heads.pop()))
+                    continue
+            gone.append(old)
+        return moves, gone, files

@@ -3,8 +3,8 @@
 Split in three steps so the indexer can embed the chunks of many files in one encoder call
 (batching is where the encoder's throughput comes from):
 
-``prepare``  (any thread)    stat + hash; skip unchanged content; extract in the sandboxed worker;
-                             chunk; structured fields; reuse vectors of chunks whose text is unchanged.
+``prepare``  (any thread)    stat + hash; skip unchanged content; extract in the sandboxed
+                             worker; chunk; structured fields; reuse vectors of unchanged chunks.
 ``embed``    (encoder thread) encode every missing chunk text of a batch of prepared files at once.
 ``commit``   (store thread)   write chunk points and the catalog entry.
 """
@@ -151,7 +151,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- embed
     def embed(self, batch: Sequence[Prepared]) -> int:
-        """Fill in every missing vector of the batch with one encoder call; returns texts encoded."""
+        """Fill in every missing vector of the batch with one encoder call; returns the count."""
         todo = [(p, i) for p in batch if not (p.skip or p.gone) for i in p.missing]
         if not todo:
             return 0

@@ -5,7 +5,8 @@ through the ``IndexSink`` protocol (non-blocking notifications) and virtual fold
 ``VirtualTree``. Every handler runs inside ``mount.boundary``'s error boundary.
 
 File I/O on the vault runs directly on the trio thread, as in pyfuse3's passthrough example: a
-local ``pread``/``pwrite`` is shorter than a thread hand-off. Nothing here calls Qdrant or the encoder.
+local ``pread``/``pwrite`` is shorter than a thread hand-off. Nothing here calls Qdrant or the
+encoder.
 """
 
 from __future__ import annotations
@@ -218,6 +219,27 @@ class MemexOperations(pyfuse3.Operations):
         gid = pst.st_gid if pst.st_mode & stat.S_ISGID else ctx.gid
         return ctx.uid, gid
 
+    def _give_to_caller(self, parent: Node, ctx: RequestContext, mode: int, *,
+                        fd: int | None = None, name: bytes = b"") -> None:
+        """Make a new object the caller's. chown() clears set-id bits of files even for root, so
+        the requested ones are put back (the kernel already stripped any the caller may not set).
+        """
+        uid, gid = self._owner(parent, ctx)
+        st = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=parent.fd,
+                                                         follow_symlinks=False)
+        if (st.st_uid, st.st_gid) == (uid, gid):
+            return
+        if fd is not None:
+            os.fchown(fd, uid, gid)
+        else:
+            os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
+        setid = stat.S_IMODE(mode) & (stat.S_ISUID | stat.S_ISGID)
+        if setid and not stat.S_ISLNK(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            if fd is not None:
+                os.fchmod(fd, stat.S_IMODE(mode))
+            else:
+                os.chmod(name, stat.S_IMODE(mode), dir_fd=parent.fd)
+
     # ------------------------------------------------------------------ lookup & attributes
     async def lookup(self, parent_inode: InodeT, name: FileNameT,
                      ctx: RequestContext) -> EntryAttributes:
@@ -298,8 +320,7 @@ class MemexOperations(pyfuse3.Operations):
         if self._hidden(parent_inode, name):
             raise _fuse(errno.EPERM)
         os.mknod(name, mode, rdev, dir_fd=parent.fd)
-        uid, gid = self._owner(parent, ctx)
-        os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
+        self._give_to_caller(parent, ctx, mode, name=name)
         if stat.S_ISREG(mode):
             path = self.relpath(parent, name)
             if path:
@@ -318,12 +339,9 @@ class MemexOperations(pyfuse3.Operations):
             parent_inode == ROOT and os.fsdecode(name) in self.virtual
         ):
             raise _fuse(errno.EEXIST)
+        # A new dir inherits S_ISGID from a setgid parent here as on any Linux fs; chown keeps it.
         os.mkdir(name, stat.S_IMODE(mode), dir_fd=parent.fd)
-        uid, gid = self._owner(parent, ctx)
-        os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
-        pst = os.fstat(parent.fd)
-        if pst.st_mode & stat.S_ISGID:  # chown may have dropped it; new dirs inherit setgid
-            os.chmod(name, stat.S_IMODE(mode) | stat.S_ISGID, dir_fd=parent.fd)
+        self._give_to_caller(parent, ctx, mode, name=name)
         return self._entry(parent, name)
 
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
@@ -354,8 +372,7 @@ class MemexOperations(pyfuse3.Operations):
         if self._hidden(parent_inode, name):
             raise _fuse(errno.EEXIST)
         os.symlink(target, name, dir_fd=parent.fd)
-        uid, gid = self._owner(parent, ctx)
-        os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
+        self._give_to_caller(parent, ctx, stat.S_IFLNK | 0o777, name=name)
         return self._entry(parent, name)
 
     async def rename(self, parent_inode_old: InodeT, name_old: FileNameT,
@@ -434,11 +451,19 @@ class MemexOperations(pyfuse3.Operations):
         parent = self._real(parent_inode)
         if self._hidden(parent_inode, name):
             raise _fuse(errno.EACCES)
-        fd = os.open(name, self._open_flags(flags) | os.O_CREAT | (flags & os.O_EXCL),
-                     stat.S_IMODE(mode), dir_fd=parent.fd)
+        created = True
         try:
-            uid, gid = self._owner(parent, ctx)
-            os.fchown(fd, uid, gid)
+            fd = os.open(name, self._open_flags(flags) | os.O_CREAT | os.O_EXCL,
+                         stat.S_IMODE(mode), dir_fd=parent.fd)
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+            # Appeared in the vault behind the kernel's back: open it, don't take it over.
+            created = False
+            fd = os.open(name, self._open_flags(flags), dir_fd=parent.fd)
+        try:
+            if created:
+                self._give_to_caller(parent, ctx, mode, fd=fd)
             entry = self._entry(parent, name)
         except BaseException:
             os.close(fd)

@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import os
+import platform
 import stat
 import time
 from collections.abc import Callable
@@ -51,6 +52,9 @@ class Listing:
     reason: str | None
     generation: int
     created: float = field(default_factory=time.monotonic)
+    # Entry nodes handed out for this listing, by name: repeated ``ls`` of a folder gives the
+    # kernel the same inodes instead of a fresh one per entry per opendir.
+    nodes: dict[str, Node] = field(default_factory=dict)
 
     def results_text(self) -> bytes:
         lines = ["# rank\tscore\tpath\tsnippet"]
@@ -195,12 +199,13 @@ class BaseTree(abc.ABC):
         """The index changed: forget cached listings and the kernel's view of live folders."""
         self._cache.clear()
         self._mtime_ns = time.time_ns()
+        # Folders the kernel has forgotten need no invalidation (and would pile up here).
+        self._dirs = {k: n for k, n in self._dirs.items() if n.inode in self.inodes.nodes}
         for node in list(self._dirs.values()):
-            if node.inode in self.inodes.nodes:
-                try:
-                    pyfuse3.invalidate_inode(InodeT(node.inode))
-                except (OSError, pyfuse3.FUSEError):
-                    pass
+            try:
+                pyfuse3.invalidate_inode(InodeT(node.inode))
+            except (OSError, pyfuse3.FUSEError):
+                pass
         root = self._root
         if root is not None:
             for (segments, _uid), _node in list(self._dirs.items()):
@@ -258,30 +263,40 @@ class BaseTree(abc.ABC):
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     async def listxattr(self, node: Node) -> list[bytes]:
-        obj: VObj = node.virtual
-        if obj.kind == "link":
-            return [b"user.memex.score", b"user.memex.rank", b"user.memex.snippet",
-                    b"user.memex.path"]
+        # Linux refuses user.* xattr reads on symlinks before asking us (getxattr answers
+        # ENODATA), so advertising them only makes ``getfattr -h -d`` print errors. The values
+        # stay served for callers that reach the inode otherwise; ``.results`` is the channel.
         return []
+
+    def _entry(self, listing: Listing, segments: tuple[str, ...], uid: int,
+               hit: Hit | None) -> Node:
+        """The node of ``hit`` (or of ``.results`` when None) in this listing, made once."""
+        name = hit.name if hit is not None else RESULTS
+        node = listing.nodes.get(name)
+        if node is None or node.inode not in self.inodes.nodes:
+            if hit is None:
+                node = self._node(VObj(self, "results", segments, uid=uid, listing=listing))
+            else:
+                node = self._node(VObj(self, "link", segments, hit, uid=uid))
+            listing.nodes[name] = node
+        return node
 
     async def _dir_lookup(self, parent: Node, name: str, ctx: RequestContext) -> Node:
         obj: VObj = parent.virtual
         gids = _gids(ctx)
         listing = await self.listing(obj.segments, ctx.uid, gids)
         if name == RESULTS:
-            return self._node(VObj(self, "results", obj.segments, uid=ctx.uid, listing=listing))
+            return self._entry(listing, obj.segments, ctx.uid, None)
         for hit in listing.hits:
             if hit.name == name:
-                return self._node(VObj(self, "link", obj.segments, hit, uid=ctx.uid))
+                return self._entry(listing, obj.segments, ctx.uid, hit)
         raise pyfuse3.FUSEError(errno.ENOENT)
 
     async def _dir_entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
         listing = await self.listing(obj.segments, ctx.uid, _gids(ctx))
-        out = [(RESULTS, self._node(VObj(self, "results", obj.segments, uid=ctx.uid,
-                                         listing=listing)))]
-        out += [(h.name, self._node(VObj(self, "link", obj.segments, h, uid=ctx.uid)))
-                for h in listing.hits]
+        out = [(RESULTS, self._entry(listing, obj.segments, ctx.uid, None))]
+        out += [(h.name, self._entry(listing, obj.segments, ctx.uid, h)) for h in listing.hits]
         return out
 
     async def mkdir(self, node: Node, name: str, ctx: RequestContext) -> Node:
@@ -289,6 +304,30 @@ class BaseTree(abc.ABC):
 
     async def rmdir(self, node: Node, name: str, ctx: RequestContext) -> None:
         raise ReadOnly(f"{self.name} is read-only")
+
+
+# mkdir(2)/mkdirat(2) numbers per machine (see _creating_dir).
+_MKDIR_SYSCALLS = {"x86_64": {83, 258}, "aarch64": {34}, "arm64": {34}}.get(platform.machine(),
+                                                                            set())
+
+
+def _creating_dir(pid: int) -> bool:
+    """Is the caller's thread inside mkdir(2)?
+
+    Every name under /q is a query, so the kernel's lookup before ``mkdir /q/<name>`` always
+    finds a folder and answers EEXIST without ever asking us to save it. FUSE does not pass the
+    lookup's intent, but the caller's current system call is in /proc; when it is mkdir, the
+    lookup of an unsaved name answers ENOENT and the kernel goes on to our ``mkdir``. Where /proc
+    cannot tell (another arch, no permission), lookups stay positive and mkdir says EEXIST.
+    """
+    if not _MKDIR_SYSCALLS or pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            head = f.read(16).split(b" ", 1)[0]
+    except OSError:
+        return False
+    return head.isdigit() and int(head) in _MKDIR_SYSCALLS
 
 
 def _check_name(name: str) -> None:
@@ -330,7 +369,9 @@ class QueryTree(BaseTree):
         _check_name(name)
         obj: VObj = parent.virtual
         if obj.kind == "root":
-            segments = (name,)
+            segments: tuple[str, ...] = (name,)
+            if name not in self.saved() and _creating_dir(ctx.pid):
+                raise pyfuse3.FUSEError(errno.ENOENT)  # let ``mkdir`` reach us and save it
             await self.listing(segments, ctx.uid, _gids(ctx))  # validates the query (EINVAL)
             return self.dir_node(segments, ctx.uid)
         if obj.kind != "dir":
@@ -373,7 +414,8 @@ class QueryTree(BaseTree):
 
 
 class RelatedTree(BaseTree):
-    """``/related/<vault path>/``: folders mirror the vault; a file's folder lists its neighbours."""
+    """``/related/<vault path>/``: folders mirror the vault; a file's folder lists its
+    neighbours."""
 
     name = "related"
 

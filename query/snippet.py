@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# C0/C1 controls and DEL (PDF bullets come out as \x7f): never in a snippet or an xattr.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _STOP = frozenset({
     "a", "an", "and", "are", "for", "from", "in", "is", "of", "on", "or", "the", "to", "with",
     "what", "which", "how", "my",
@@ -13,7 +15,7 @@ _STOP = frozenset({
 
 def snippet(body: str, query_text: str, width: int = 160) -> str:
     """``width`` characters of ``body`` around the first query word it contains."""
-    flat = " ".join(body.split())
+    flat = " ".join(_CONTROL.sub(" ", body).split())
     if len(flat) <= width:
         return flat
     low = flat.lower()

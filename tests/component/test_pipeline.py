@@ -101,7 +101,9 @@ def test_every_file_gets_a_clear_catalog_state(env: tuple) -> None:
     assert out == {"Finance/acme-0042.txt": schema.INDEXED, "Notes/garden.md": schema.INDEXED,
                    "Notes/blob.bin": schema.METADATA_ONLY, "Notes/broken.pdf": schema.FAILED}
     broken = store.file_by_path("Notes/broken.pdf")
-    assert broken is not None and broken.error and "PDF" in broken.error
+    assert broken is not None
+    assert broken.error
+    assert "PDF" in broken.error
     # still findable by its name: one title chunk, no body text
     assert broken.chunks == 1
     assert _chunks_of(store, broken.file_id)[0]["doc_type"] == "pdf"
@@ -112,18 +114,25 @@ def test_chunk_payloads_carry_hash_encoder_and_fields(env: tuple) -> None:
     vault, store, pipe, enc = env
     pipe.index_paths(_all(vault))
     rec = store.file_by_path("Finance/acme-0042.txt")
-    assert rec is not None and rec.chunks >= 1 and rec.encoder == enc.name
-    assert rec.fields["kind"] == "invoice" and rec.fields["vendor"] == "acme"
+    assert rec is not None
+    assert rec.chunks >= 1
+    assert rec.encoder == enc.name
+    assert rec.fields["kind"] == "invoice"
+    assert rec.fields["vendor"] == "acme"
     assert rec.fields["amount"] == pytest.approx(149.0)
     for p in _chunks_of(store, rec.file_id):
         assert p["content_hash"] == rec.content_hash
         assert p["encoder"] == enc.name
-        assert p["chunk_hash"] and p["kind"] == "invoice" and p["vendor"] == "acme"
-        assert p["path"] == "Finance/acme-0042.txt" and p["dirs"] == ["Finance"]
+        assert p["chunk_hash"]
+        assert p["kind"] == "invoice"
+        assert p["vendor"] == "acme"
+        assert p["path"] == "Finance/acme-0042.txt"
+        assert p["dirs"] == ["Finance"]
         assert isinstance(p["doc_day"], int)
     # dense and BM25 both find it
     sparse = store.search(ChunkQuery(limit=3, text="hosting invoice", mode="sparse"))
-    assert sparse and sparse[0].payload["path"] == "Finance/acme-0042.txt"
+    assert sparse
+    assert sparse[0].payload["path"] == "Finance/acme-0042.txt"
     dense = store.search(ChunkQuery(limit=1, dense=enc.encode([INVOICE])[0].tolist(),
                                     mode="dense"))
     assert dense[0].payload["path"] == "Finance/acme-0042.txt"
@@ -146,7 +155,8 @@ def test_edit_re_embeds_only_the_changed_chunks(env: tuple) -> None:
     vault, store, pipe, enc = env
     pipe.index_paths(_all(vault))
     rec = store.file_by_path("Notes/garden.md")
-    assert rec is not None and rec.chunks >= 3
+    assert rec is not None
+    assert rec.chunks >= 3
     full = vault.abspath("Notes/garden.md")
     full.write_text(full.read_text() + "\n\nA new closing paragraph about compost heaps.")
     enc.seen.clear()
@@ -154,7 +164,9 @@ def test_edit_re_embeds_only_the_changed_chunks(env: tuple) -> None:
     assert 1 <= len(enc.seen) < rec.chunks
     assert any("compost" in t for t in enc.seen)
     rec2 = store.file_by_path("Notes/garden.md")
-    assert rec2 is not None and rec2.file_id == rec.file_id and rec2.content_hash != rec.content_hash
+    assert rec2 is not None
+    assert rec2.file_id == rec.file_id
+    assert rec2.content_hash != rec.content_hash
     assert check(vault, store) == []
 
 
@@ -162,11 +174,13 @@ def test_shrinking_file_drops_its_tail_chunks(env: tuple) -> None:
     vault, store, pipe, _ = env
     pipe.index_paths(_all(vault))
     rec = store.file_by_path("Notes/garden.md")
-    assert rec is not None and rec.chunks >= 3
+    assert rec is not None
+    assert rec.chunks >= 3
     vault.abspath("Notes/garden.md").write_text("Only a line about garden gnomes now.")
     pipe.index_paths(["Notes/garden.md"])
     rec2 = store.file_by_path("Notes/garden.md")
-    assert rec2 is not None and rec2.chunks == 1
+    assert rec2 is not None
+    assert rec2.chunks == 1
     assert len(_chunks_of(store, rec.file_id)) == 1
     assert check(vault, store) == []
 

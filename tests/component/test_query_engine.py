@@ -174,7 +174,7 @@ def test_negation_drops_files_containing_the_word(engine: SearchEngine) -> None:
 def test_amount_currency_and_due_hints_rank_matches_first(engine: SearchEngine) -> None:
     north = "Finance/Invoices/northwind-2312.pdf"
     for name in ("invoice over $2,000", "invoice in euros"):
-        paths = q(engine, name)
+        paths = q(engine, f"{name} min:0")  # min:0: every candidate the filter lets through
         assert paths[0] == north, name
         assert "Finance/Invoices/acme-0401.pdf" not in paths  # known to contradict the hint
         assert "Mail/acme-reminder.eml" in paths  # fields unknown: kept, ranked by meaning
@@ -190,7 +190,8 @@ def test_k_limits_results(engine: SearchEngine) -> None:
 def test_threshold_returns_a_reason(engine: SearchEngine) -> None:
     res = engine.search(parse("zebra giraffe savanna", TODAY))
     assert res.hits == []
-    assert res.reason and "nothing relevant" in res.reason
+    assert res.reason
+    assert "nothing relevant" in res.reason
     assert "share no word" in res.reason  # no BM25 hit: the stricter dense-only floor applied
     res = engine.search(parse("banana bread min:0.99", TODAY))
     assert res.hits == []
@@ -219,3 +220,42 @@ def test_related_excludes_the_file_itself(engine: SearchEngine) -> None:
     assert all("acme" in p for p in paths)
     with pytest.raises(NotFound):
         engine.related("nope.txt")
+
+
+def test_query_vectors_are_cached_across_index_changes(engine: SearchEngine) -> None:
+    calls: list[list[str]] = []
+    inner = engine.encoder
+    real = inner.encode
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return real(texts)
+
+    inner.encode = counting  # type: ignore[method-assign]
+    try:
+        first = q(engine, "banana bread cached")
+        engine.invalidate()  # an index change: listings are searched again, not re-encoded
+        assert q(engine, "banana bread cached") == first
+        assert calls == [["banana bread cached"]]
+    finally:
+        inner.encode = real  # type: ignore[method-assign]
+
+
+def test_known_vendors_use_the_store_facet_when_it_has_one(engine: SearchEngine) -> None:
+    asked: list[str] = []
+
+    class Faceted:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(engine.store, name)
+
+        def distinct(self, key: str) -> list[str]:
+            asked.append(key)
+            return ["acme", "zeta-widgets", ""]
+
+    faceted = SearchEngine(Faceted(), engine.encoder)  # type: ignore[arg-type]
+    assert faceted.known_vendors() == frozenset({"acme", "zeta-widgets"})
+    assert faceted.known_vendors() == frozenset({"acme", "zeta-widgets"})
+    assert asked == ["vendor"]  # cached until the index changes
+    faceted.invalidate()
+    faceted.known_vendors()
+    assert asked == ["vendor", "vendor"]

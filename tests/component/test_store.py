@@ -49,7 +49,9 @@ def test_catalog_round_trip_and_lookup_by_path(store: EdgeStore) -> None:
     assert store.file_by_path("a/b/other.txt") is None
     store.update_file(rec.file_id, path="x/c.txt", status="indexed")
     got = store.file_by_path("x/c.txt")
-    assert got is not None and got.status == "indexed" and got.fields == {"kind": "note"}
+    assert got is not None
+    assert got.status == "indexed"
+    assert got.fields == {"kind": "note"}
     assert store.file_by_path("a/b/c.txt") is None
     # the folder index follows the rename
     assert [r.path for r in store.iter_files(Filter(must=(Match("dirs", "x"),)))] == ["x/c.txt"]

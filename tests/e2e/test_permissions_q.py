@@ -24,13 +24,17 @@ from tests.mounting import Mount, mounted
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
 
+# The other user's interpreter: the test venv lives under /root, which nobody may enter; the
+# child only needs the standard library.
+CHILD_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3")
+                     if os.access(p, os.X_OK)), sys.executable)
 OTHER_UID = 65534  # nobody
 OTHER_GID = 65534
 SHARED_GID = 4242  # a group the other user is a supplementary member of
 QUERY = "lentil soup recipe"
 
 _CHILD = r"""
-import errno, json, os, sys
+import errno, json, os, stat, sys
 folder = sys.argv[1]
 out = {}
 try:
@@ -42,8 +46,8 @@ except OSError as e:
 probes = {}
 for name in sys.argv[2:]:
     try:
-        os.lstat(os.path.join(folder, name))
-        probes[name] = "visible"
+        st = os.lstat(os.path.join(folder, name))
+        probes[name] = "link" if stat.S_ISLNK(st.st_mode) else "dir"
     except OSError as e:
         probes[name] = errno.errorcode[e.errno]
 out["probes"] = probes
@@ -53,7 +57,7 @@ print(json.dumps(out))
 
 def as_other(folder: Path, *probe: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(folder), *probe], capture_output=True, text=True,
+        [CHILD_PYTHON, "-c", _CHILD, str(folder), *probe], capture_output=True, text=True,
         timeout=60, user=OTHER_UID, group=OTHER_GID, extra_groups=[SHARED_GID], cwd="/")
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
@@ -105,10 +109,13 @@ def test_other_user_sees_only_readable_files(shared_mount: Mount) -> None:
     got = as_other(folder, "secret-lentil-soup.md", "lentil-soup-copy.md", "lentil-soup.md")
     assert "error" not in got, got
     assert sorted(got["names"]) == ["group-lentil-soup.md", "lentil-soup.md"]
-    assert "secret" not in got["results"] and "locked/" not in got["results"]
+    assert "secret" not in got["results"]
+    assert "locked/" not in got["results"]
     assert got["results"].count("\n") == 1 + 2  # header + the two visible rows
-    assert got["probes"] == {"secret-lentil-soup.md": "ENOENT",
-                             "lentil-soup-copy.md": "ENOENT", "lentil-soup.md": "visible"}
+    # Any other name in a query folder is a refinement (a folder): a hidden file's name looks
+    # exactly like a name that matches nothing — it is never a result link.
+    assert got["probes"] == {"secret-lentil-soup.md": "dir", "lentil-soup-copy.md": "dir",
+                             "lentil-soup.md": "link"}
 
 
 def test_other_user_cannot_use_related_to_probe(shared_mount: Mount) -> None:
@@ -116,7 +123,7 @@ def test_other_user_cannot_use_related_to_probe(shared_mount: Mount) -> None:
     assert "secret-lentil-soup.md" in os.listdir(folder)
     got = as_other(folder, "secret-lentil-soup.md")
     assert "secret-lentil-soup.md" not in got.get("names", [])
-    assert got["probes"]["secret-lentil-soup.md"] == "ENOENT"
+    assert got["probes"]["secret-lentil-soup.md"] == "ENOENT"  # /related has no refinements
     # a file the other user cannot read has no related folder for them either
     hidden = as_other(shared_mount.mnt / "related" / "public" / "secret-lentil-soup.md")
     assert hidden.get("error") in ("ENOENT", "EACCES"), hidden
@@ -125,8 +132,9 @@ def test_other_user_cannot_use_related_to_probe(shared_mount: Mount) -> None:
 def test_saved_queries_are_root_only_to_create(shared_mount: Mount) -> None:
     """/q is 0555 and mounted with default_permissions: the kernel refuses other users' mkdir."""
     proc = subprocess.run(
-        [sys.executable, "-c", "import os,sys; os.mkdir(sys.argv[1])",
+        [CHILD_PYTHON, "-c", "import os,sys; os.mkdir(sys.argv[1])",
          str(shared_mount.mnt / "q" / "soup")], capture_output=True, text=True, timeout=60,
         user=OTHER_UID, group=OTHER_GID, cwd="/")
-    assert proc.returncode != 0 and "Permission denied" in proc.stderr
+    assert proc.returncode != 0
+    assert "Permission denied" in proc.stderr
     assert os.listdir(shared_mount.mnt / "q") == []

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PERSONAL, TODAY
-from tests.mounting import Mount, mounted
+from tests.mounting import Mount, memexfs_cmd, mounted
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(600)]
 
@@ -79,6 +79,15 @@ def metadata() -> dict[str, dict[str, Any]]:
     return {r["path"]: r for r in load_jsonl(PERSONAL / "metadata.jsonl")}
 
 
+def err(action: Any) -> str | None:
+    """The errno name ``action()`` fails with, or None when it succeeds."""
+    try:
+        action()
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    return None
+
+
 def field(meta: dict[str, dict[str, Any]], path: str, key: str) -> Any:
     return meta.get(path, {}).get("meta", {}).get(key)
 
@@ -99,12 +108,12 @@ def test_folder_lists_ranked_relative_symlinks_matching_results(personal_mount: 
         assert row["rank"] == i
         assert _vault_rel(folder, name) == row["path"]
         assert os.path.basename(row["path"]).split(".")[0] in name  # basename (maybe deduped)
-        assert link.resolve().is_file() and (personal_mount.vault / row["path"]).is_file()
-        assert os.getxattr(link, "user.memex.rank", follow_symlinks=False) == str(i).encode()
-        score = float(os.getxattr(link, "user.memex.score", follow_symlinks=False))
-        assert score == pytest.approx(row["score"], abs=1e-4)
-        snip = os.getxattr(link, "user.memex.snippet", follow_symlinks=False).decode()
-        assert snip == row["snippet"]
+        assert link.resolve().is_file()
+        assert (personal_mount.vault / row["path"]).is_file()
+        # Linux refuses user.* xattrs on symlinks (ENODATA before FUSE is asked), so rank,
+        # score and snippet travel in .results; nothing must advertise unreadable names.
+        assert os.listxattr(link, follow_symlinks=False) == []
+        assert 0.0 < row["score"] <= 1.0
     paths = [r["path"] for r in rows]
     assert len(set(paths)) == len(paths), "one result per file"
     # reading through the link gives the real bytes
@@ -138,12 +147,17 @@ def test_nothing_relevant_gives_an_empty_folder_with_a_reason(personal_mount: Mo
 
 
 def test_weak_tail_is_not_listed(personal_mount: Mount) -> None:
-    """A hit far below the best one is noise: nothing under half the best score is listed."""
-    for query in ("dentist bills", "vegetarian dinner ideas", "flight confirmation for Japan"):
+    """A hit far below the best one is noise (a 0.14 listed under a 0.40). The engine drops files
+    under half the best score unless BM25 or a hint vouches for them; none of these semantic
+    queries should list anything under a third of its best score."""
+    for query in ("dentist bills", "vegetarian dinner ideas", "flight confirmation for Japan",
+                  "notes about how cells make energy"):
         rows, _ = read_results(qdir(personal_mount, query))
         assert rows, query
         best = max(r["score"] for r in rows)
-        assert min(r["score"] for r in rows) >= 0.5 * best, (query, rows)
+        assert min(r["score"] for r in rows) >= best / 3, (query, rows)
+    rows, _ = read_results(qdir(personal_mount, "vegetarian dinner ideas min:0"))
+    assert min(r["score"] for r in rows) < 0.2  # min: is the user's own floor: the tail is back
 
 
 # ---- quality against the labels ----------------------------------------------------------------
@@ -163,7 +177,8 @@ def _business_queries() -> list[dict[str, Any]]:
 
 
 def test_business_queries_put_exact_answers_on_top(personal_mount: Mount) -> None:
-    """R-precision (top-N, N = number of grade-2 files) per query, and its mean."""
+    """R-precision (precision of the top N, N = number of grade-2 files) and the share of
+    grade-2 files listed at all, per query. Measured at 0.85-1.0 and 1.0 when written."""
     rels = qrels()
     queries = _business_queries()
     assert len(queries) >= 5
@@ -171,13 +186,11 @@ def test_business_queries_put_exact_answers_on_top(personal_mount: Mount) -> Non
     for q in queries:
         exact = {p for p, g in rels[q["id"]].items() if g == 2}
         got = [r["path"] for r in read_results(qdir(personal_mount, q["query"]))[0]]
-        top = got[: len(exact)]
-        report[q["query"]] = (sum(p in exact for p in top) / len(exact),
-                              sum(rels[q["id"]].get(p, 0) > 0 for p in got[:10])
-                              / max(1, min(10, len(got))))
-    mean_rprec = sum(r for r, _ in report.values()) / len(report)
-    assert mean_rprec >= 0.6, report
-    assert all(r >= 0.34 for r, _ in report.values()), report
+        report[q["query"]] = (sum(p in exact for p in got[: len(exact)]) / len(exact),
+                              sum(p in exact for p in got) / len(exact))
+    assert sum(r for r, _ in report.values()) / len(report) >= 0.8, report
+    assert all(r >= 0.6 for r, _ in report.values()), report
+    assert sum(c for _, c in report.values()) / len(report) >= 0.9, report
 
 
 def test_unpaid_invoices_from_a_vendor_last_quarter(personal_mount: Mount) -> None:
@@ -215,7 +228,8 @@ def test_nested_folder_refines(personal_mount: Mount) -> None:
     meta = metadata()
     outer = qdir(personal_mount, "invoices")
     nested = outer / "unpaid"
-    assert nested.is_dir() and not nested.is_symlink()
+    assert nested.is_dir()
+    assert not nested.is_symlink()
     rows, _ = read_results(nested)
     assert rows
     statuses = [field(meta, r["path"], "status") for r in rows]
@@ -223,7 +237,8 @@ def test_nested_folder_refines(personal_mount: Mount) -> None:
     assert statuses[0] in ("UNPAID", "OVERDUE")
     # a third level narrows further still
     deeper, _ = read_results(nested / "acme")
-    assert deeper and field(meta, deeper[0]["path"], "vendor") == "acme"
+    assert deeper
+    assert field(meta, deeper[0]["path"], "vendor") == "acme"
     # a result name inside a query folder is the result, not a refinement
     first = names(outer)[0]
     assert (outer / first).is_symlink()
@@ -231,14 +246,17 @@ def test_nested_folder_refines(personal_mount: Mount) -> None:
 
 def test_filters(personal_mount: Mount) -> None:
     pdf = read_results(qdir(personal_mount, "invoice type:pdf"))[0]
-    assert pdf and all(r["path"].endswith(".pdf") for r in pdf)
+    assert pdf
+    assert all(r["path"].endswith(".pdf") for r in pdf)
     inside = read_results(qdir(personal_mount, "electricity in:2023>Finance>Invoices"))[0]
-    assert inside and all(r["path"].startswith("2023/Finance/Invoices/") for r in inside)
+    assert inside
+    assert all(r["path"].startswith("2023/Finance/Invoices/") for r in inside)
     assert len(read_results(qdir(personal_mount, "invoices k:3"))[0]) == 3
     high = read_results(qdir(personal_mount, "dentist bills min:0.4"))[0]
     assert all(r["score"] >= 0.4 for r in high)
     none = read_results(qdir(personal_mount, "dentist bills min:0.99"))
-    assert none[0] == [] and none[1]
+    assert none[0] == []
+    assert none[1]
 
 
 def test_temporal_phrases_against_today(personal_mount: Mount) -> None:
@@ -256,35 +274,46 @@ def test_temporal_phrases_against_today(personal_mount: Mount) -> None:
 
 
 def test_bad_names_are_einval(personal_mount: Mount) -> None:
-    for bad in ("invoices\x01", "tab\there", "k:0", "min:2", "after:2023-13", "type:???"):
-        with pytest.raises(OSError) as exc:
-            os.stat(qdir(personal_mount, bad))
-        assert exc.value.errno == errno.EINVAL, bad
-    with pytest.raises(OSError) as exc:
-        os.stat(qdir(personal_mount, "x" * 256))
-    assert exc.value.errno == errno.ENAMETOOLONG
+    for bad in ("invoices\x01", "tab\there", "k:0", "min:2", "after:2023-13", "type:???",
+                "paid unpaid invoices"):
+        assert err(lambda b=bad: os.stat(qdir(personal_mount, b))) == "EINVAL", bad
+    assert err(lambda: os.stat(qdir(personal_mount, "x" * 256))) == "ENAMETOOLONG"
+    assert err(lambda: os.stat(qdir(personal_mount, "invoices", "after:2023-13"))) == "EINVAL"
     assert qdir(personal_mount, "é" * 127).is_dir()  # 254 bytes: a valid name
 
 
 def test_q_is_read_only(personal_mount: Mount) -> None:
+    """Writes fail. Any name inside /q is a query (a refinement inside a query folder), so
+    creating a file or renaming onto a new name meets a directory: EISDIR/EEXIST, not EROFS."""
     folder = qdir(personal_mount, "acme invoices")
     first = folder / names(folder)[0]
-    attempts = [
-        lambda: (folder / "new.txt").write_text("x"),
-        lambda: os.open(folder / RESULTS, os.O_WRONLY),
-        lambda: first.unlink(),
-        lambda: os.rename(first, folder / "renamed.pdf"),
-        lambda: os.symlink("x", folder / "link"),
-        lambda: os.mkdir(folder / "sub"),
-        lambda: os.rmdir(folder),
-        lambda: (qdir(personal_mount) / "file.txt").write_text("x"),
-        lambda: os.setxattr(first, "user.x", b"1", follow_symlinks=False),
-    ]
-    for i, attempt in enumerate(attempts):
-        with pytest.raises(OSError) as exc:
-            attempt()
-        assert exc.value.errno in (errno.EROFS, errno.EPERM), (i, exc.value)
-    # the real file is untouched and still listed
+    before = sorted(p.relative_to(personal_mount.vault).as_posix()
+                    for p in personal_mount.vault.rglob("*") if ".memexfs" not in p.parts)
+    read_only = {
+        "write .results": lambda: os.open(folder / RESULTS, os.O_WRONLY),
+        "truncate .results": lambda: os.truncate(folder / RESULTS, 0),
+        "unlink a result": lambda: first.unlink(),
+        "rmdir a query": lambda: os.rmdir(folder),
+        "rmdir a refinement": lambda: os.rmdir(folder / "unpaid"),
+        "chmod a query": lambda: os.chmod(folder, 0o777),
+        "touch a result": lambda: os.utime(first, follow_symlinks=False),
+        "xattr on a query": lambda: os.setxattr(folder, "user.x", b"1"),
+    }
+    for what, action in read_only.items():
+        assert err(action) == "EROFS", what
+    assert err(lambda: os.setxattr(first, "user.x", b"1", follow_symlinks=False)) == "EPERM"
+    name_is_a_query = {
+        "create a file": lambda: (folder / "new.txt").write_text("x"),
+        "create in /q": lambda: (qdir(personal_mount) / "file.txt").write_text("x"),
+        "rename a result": lambda: os.rename(first, folder / "renamed.pdf"),
+        "symlink": lambda: os.symlink("x", folder / "link"),
+        "mkdir": lambda: os.mkdir(folder / "sub"),
+    }
+    for what, action in name_is_a_query.items():
+        assert err(action) in ("EISDIR", "EEXIST", "EROFS"), (what, err(action))
+    after = sorted(p.relative_to(personal_mount.vault).as_posix()
+                   for p in personal_mount.vault.rglob("*") if ".memexfs" not in p.parts)
+    assert [p for p in after if p not in before and not p.startswith("qf-")] == []
     assert first.resolve().is_file()
 
 
@@ -307,13 +336,35 @@ def test_related_lists_similar_files(personal_mount: Mount) -> None:
     folder = Path(personal_mount.mnt, "related", source)
     assert folder.is_dir()
     rows, _ = read_results(folder)
-    assert rows and source not in [r["path"] for r in rows]
+    assert rows
+    assert source not in [r["path"] for r in rows]
     assert [_vault_rel(folder, n) for n in names(folder)] == [r["path"] for r in rows]
     top = [field(meta, r["path"], "vendor") for r in rows[:5]]
     assert top.count("northwind") >= 3, rows[:5]
     assert Path(personal_mount.mnt, "related", os.path.dirname(source)).is_dir()
     with pytest.raises(FileNotFoundError):
         os.stat(Path(personal_mount.mnt, "related", "no/such/file.txt"))
+
+
+def test_cli_search_and_related_match_the_folders(personal_mount: Mount) -> None:
+    """``memexfs search``/``related`` on a mounted vault answer from the same engine."""
+    def cli(*args: str) -> dict[str, Any]:
+        proc = subprocess.run(memexfs_cmd(*args, "--json"), capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    got = cli("search", str(personal_mount.vault), "electricity bills", "-k", "5")
+    rows, _ = read_results(qdir(personal_mount, "electricity bills k:5"))
+    assert [h["path"] for h in got["results"]] == [r["path"] for r in rows]
+    assert len(rows) == 5
+    empty = cli("search", str(personal_mount.vault), "qwxzv plorbnik frumious")
+    assert empty["results"] == []
+    assert empty["reason"]
+    source = rows[0]["path"]
+    rel = cli("related", str(personal_mount.vault), source, "-k", "5")
+    folder = Path(personal_mount.mnt, "related", source)
+    assert [h["path"] for h in rel["results"]] == [r["path"] for r in read_results(folder)[0]][:5]
 
 
 # ---- live updates ------------------------------------------------------------------------------
@@ -364,21 +415,22 @@ def test_saved_queries_persist_across_remount(tmp_path: Path) -> None:
         os.mkdir(mnt / "q" / "bike repair")
         with pytest.raises(FileExistsError):
             os.mkdir(mnt / "q" / "baking bread")
-        with pytest.raises(OSError) as exc:
-            os.mkdir(mnt / "q" / "bad\x01")
-        assert exc.value.errno == errno.EINVAL
-        with pytest.raises(OSError) as exc:
-            os.mkdir(mnt / "q" / "baking bread" / "nested")
-        assert exc.value.errno == errno.EROFS
+        assert err(lambda: os.mkdir(mnt / "q" / "bad\x01")) == "EINVAL"
+        assert err(lambda: os.mkdir(mnt / "q" / "k:0")) == "EINVAL"  # refused, not saved
+        # nested names are refinements that already exist as folders
+        assert err(lambda: os.mkdir(mnt / "q" / "baking bread" / "nested")) == "EEXIST"
         assert sorted(os.listdir(mnt / "q")) == ["baking bread", "bike repair"]
         assert names(mnt / "q" / "baking bread")[0] == "sourdough.md"
         os.rmdir(mnt / "q" / "bike repair")
-        with pytest.raises(OSError) as exc:
-            os.rmdir(mnt / "q" / "never saved")
-        assert exc.value.errno in (errno.EROFS, errno.ENOENT)
+        assert err(lambda: os.rmdir(mnt / "q" / "never saved")) == "EROFS"
     with mounted(vault, mnt) as m:
         assert os.listdir(mnt / "q") == ["baking bread"]
         assert names(mnt / "q" / "baking bread")[0] == "sourdough.md"
         os.rmdir(mnt / "q" / "baking bread")
         assert os.listdir(mnt / "q") == []
         assert "Traceback" not in m.log_text()
+    # unmounted, the CLI searches the index itself with the same engine
+    proc = subprocess.run(memexfs_cmd("search", str(vault), "fixing a punctured bike wheel",
+                                      "--json"), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["path"] == "notes/bikes.md"

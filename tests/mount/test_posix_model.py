@@ -30,6 +30,8 @@ from tests.mount.posix import (
 )
 
 pytestmark = [pytest.mark.mount]
+# Reproducible by default; MEMEXFS_FUZZ_EXAMPLES=500 explores fresh random sequences instead.
+FUZZ_EXAMPLES = int(os.environ.get("MEMEXFS_FUZZ_EXAMPLES", "0"))
 
 NAMES = ("a", "b", "c")
 PATHS = [d + n for d in ("", "a/", "b/", "a/b/") for n in NAMES]
@@ -160,13 +162,13 @@ class PosixModel(RuleBasedStateMachine):
         assert tree_snapshot(self.mnt) == tree_snapshot(self.ref)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240 + FUZZ_EXAMPLES * 3)
 def test_random_operation_sequences_match_a_plain_directory(trees: Trees) -> None:
     PosixModel.trees = trees
     run_state_machine_as_test(
         PosixModel,
-        settings=settings(max_examples=25, stateful_step_count=30, deadline=None,
-                          derandomize=True, database=None,
+        settings=settings(max_examples=FUZZ_EXAMPLES or 25, stateful_step_count=30,
+                          deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )
     text = trees.mount.log_text()

@@ -1,0 +1,174 @@
+"""The ``memexfs mount``/``umount`` lifecycle as a user's shell sees it: exit codes, one-line
+errors, signals. Mounts here are real daemons (forked, setsid), so every test cleans up by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mounting import REPO, force_unmount, is_mounted, memexfs_cmd
+
+pytestmark = [pytest.mark.mount, pytest.mark.timeout(120)]
+
+EXIT_ERROR, EXIT_BUSY, EXIT_NOT_MOUNTED = 1, 3, 4
+
+
+def memexfs(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(memexfs_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
+
+
+def daemon_pid(vault: Path) -> int:
+    return int(json.loads((vault / ".memexfs" / "mount.json").read_text())["pid"])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, mnt: Path, timeout: float) -> float:
+    """Seconds until the daemon exited and the mount vanished; raises after ``timeout``."""
+    t0 = time.monotonic()
+    while alive(pid) or is_mounted(str(mnt)):
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"pid {pid} alive={alive(pid)} mounted={is_mounted(str(mnt))}")
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+@pytest.fixture
+def place(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A vault and a mountpoint; whatever a test leaves mounted or running is torn down."""
+    vault, mnt = tmp_path / "vault", tmp_path / "mnt"
+    vault.mkdir()
+    mnt.mkdir()
+    (vault / "hello.bin").write_bytes(b"\0hello")
+    pids: list[int] = []
+    yield vault, mnt
+    for m in (mnt, tmp_path / "mnt2"):
+        if is_mounted(str(m)):
+            subprocess.run(["fusermount3", "-u", str(m)], capture_output=True, timeout=15)
+    for lock in (vault / ".memexfs" / "lock",):
+        try:
+            pids.append(int(lock.read_text().strip() or 0))
+        except (OSError, ValueError):
+            pass
+    for pid in pids:
+        if pid and alive(pid):
+            deadline = time.monotonic() + 10
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    for m in (mnt, tmp_path / "mnt2"):
+        force_unmount(m)
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess[str], code: int) -> str:
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert lines[0].startswith("memexfs: ")
+    return lines[0]
+
+
+def test_mount_returns_when_live_then_umount(place: tuple[Path, Path]) -> None:
+    vault, mnt = place
+    res = memexfs("mount", "--no-watch", str(vault), str(mnt))
+    assert res.returncode == 0, res.stderr
+    assert is_mounted(str(mnt))  # live the moment the command returns
+    assert (mnt / "hello.bin").read_bytes() == b"\0hello"
+    pid = daemon_pid(vault)
+    assert alive(pid)
+    assert pid != os.getpid()
+    res = memexfs("umount", str(mnt))
+    assert res.returncode == 0, res.stderr
+    assert not is_mounted(str(mnt))
+    wait_gone(pid, mnt, timeout=10)
+    assert not (vault / ".memexfs" / "mount.json").exists()
+    # and the vault can be mounted again right away (the lock went with the daemon)
+    res = memexfs("mount", "--no-watch", str(vault), str(mnt))
+    assert res.returncode == 0, res.stderr
+    assert memexfs("umount", str(mnt)).returncode == 0
+
+
+def test_second_mount_of_a_vault_is_refused(place: tuple[Path, Path]) -> None:
+    vault, mnt = place
+    assert memexfs("mount", "--no-watch", str(vault), str(mnt)).returncode == 0
+    mnt2 = mnt.parent / "mnt2"
+    mnt2.mkdir()
+    line = assert_one_line_error(memexfs("mount", str(vault), str(mnt2)), EXIT_BUSY)
+    assert "in use" in line or "mounted" in line
+    assert not is_mounted(str(mnt2))
+    assert_one_line_error(memexfs("mount", str(vault), str(mnt)), EXIT_BUSY)
+    assert (mnt / "hello.bin").read_bytes() == b"\0hello"  # the first mount is unharmed
+    assert memexfs("umount", str(mnt)).returncode == 0
+
+
+SLOW_START_EXIT = pytest.mark.xfail(
+    strict=True,
+    reason="known bug (mount/daemon.py, memexfs/indexer.py): the encoder loads in a trio worker "
+           "thread that cancellation must wait for, and pyfuse3.close() only runs after the "
+           "nursery exits, so a signal during startup unmounts after ~8 s, not 5")
+
+
+@pytest.mark.parametrize(("sig", "when"), [
+    (signal.SIGTERM, "idle"),
+    (signal.SIGINT, "idle"),
+    pytest.param(signal.SIGTERM, "starting", marks=SLOW_START_EXIT),
+])
+def test_signal_unmounts_cleanly_within_5s(place: tuple[Path, Path], sig: int,
+                                           when: str) -> None:
+    """'starting' signals while the encoder is still loading in a worker thread."""
+    vault, mnt = place
+    assert memexfs("mount", "--no-watch", str(vault), str(mnt)).returncode == 0
+    pid = daemon_pid(vault)
+    if when == "idle":
+        assert memexfs("status", str(mnt), "--wait", "--timeout", "90").returncode == 0
+    fd = os.open(mnt / "hello.bin", os.O_RDONLY)  # an open file does not block a clean exit
+    os.close(fd)
+    os.kill(pid, sig)
+    took = wait_gone(pid, mnt, timeout=30)
+    assert took < 5.0, f"{signal.Signals(sig).name} while {when}: took {took:.1f}s"
+    log = (vault / ".memexfs" / "daemon.log").read_text()
+    assert "(clean)" in log, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert not (vault / ".memexfs" / "mount.json").exists()
+
+
+def test_bad_mountpoint_and_missing_vault(place: tuple[Path, Path], tmp_path: Path) -> None:
+    vault, mnt = place
+    not_dir = tmp_path / "file"
+    not_dir.write_text("x")
+    line = assert_one_line_error(memexfs("mount", str(vault), str(not_dir)), EXIT_ERROR)
+    assert "not a directory" in line
+    line = assert_one_line_error(memexfs("mount", str(vault), str(tmp_path / "nope")),
+                                 EXIT_ERROR)
+    assert "nope" in line
+    line = assert_one_line_error(memexfs("mount", str(tmp_path / "missing"), str(mnt)),
+                                 EXIT_ERROR)
+    assert "missing" in line
+    line = assert_one_line_error(memexfs("mount", str(vault), str(vault / "inside")),
+                                 EXIT_ERROR)
+    assert not is_mounted(str(mnt))
+
+
+def test_umount_of_something_else(place: tuple[Path, Path]) -> None:
+    _, mnt = place
+    assert_one_line_error(memexfs("umount", str(mnt)), EXIT_NOT_MOUNTED)
