@@ -212,7 +212,7 @@ def run_config(engine: SearchEngine, es: EvalSet, mode: Mode) -> dict[str, Any]:
 
 def configs(floor: float) -> Iterable[tuple[str, Mode, Tuning]]:
     """Each row: a label, a mode and its tuning. Floors are 0 except the shipped default row."""
-    base = Tuning(floor=0.0)
+    base = Tuning(floor=0.0, lexical_floor=0.0, rel_cosine=0.0, rel_fused=0.0)
     yield "bm25", "sparse", base
     yield "dense", "dense", base
     for a in (0.3, 0.4, 0.5, 0.6, 0.7):

@@ -26,14 +26,17 @@ def check(vault: Vault, store: Store) -> list[str]:
     for hit in store.iter_chunks():
         fid = str(hit.payload.get("file_id"))
         per_file[fid] = per_file.get(fid, 0) + 1
-        rec = files.get(fid)
-        if rec is None:
+        owner = files.get(fid)
+        if owner is None:
             problems.append(f"orphan chunk {hit.point_id} of unknown file {fid}")
             continue
-        if hit.payload.get("path") != rec.path:
-            problems.append(f"chunk path {hit.payload.get('path')} != catalog {rec.path}")
-        if rec.status != schema.PENDING and hit.payload.get("content_hash") != rec.content_hash:
-            problems.append(f"stale chunk (content hash) in {rec.path}")
+        if hit.payload.get("path") != owner.path:
+            problems.append(f"chunk path {hit.payload.get('path')} != catalog {owner.path}")
+        if owner.status != schema.PENDING and hit.payload.get("content_hash") != owner.content_hash:
+            problems.append(f"stale chunk (content hash) in {owner.path}")
+        if owner.status != schema.PENDING and hit.payload.get("encoder") != owner.encoder:
+            problems.append(f"chunk of {owner.path} made by encoder {hit.payload.get('encoder')}, "
+                            f"catalog says {owner.encoder}")
     for fid, rec in files.items():
         if rec.status in (schema.INDEXED, schema.METADATA_ONLY, schema.FAILED) and \
                 per_file.get(fid, 0) != rec.chunks:

@@ -63,6 +63,7 @@ class Stats:
     done_since_start: int = 0
     files_per_s: float = 0.0
     texts_per_s: float = 0.0
+    encode_seconds: float = 0.0  # time in the encoder: end-to-end overhead = elapsed - this
     generation: int = 0
     encoder: str = ""
     started_at: float = field(default_factory=time.time)
@@ -176,6 +177,8 @@ class Indexer:
                 log.exception("cannot start the indexing pipeline")
                 return
             self.stats.encoder = self.pipeline.encoder.name
+            for path in await self._sync(self._other_encoder, self.stats.encoder):
+                self._ops.append(("changed", path, ""))
             if self.watch:
                 nursery.start_soon(self._watch)
             await self._loop()
@@ -338,6 +341,13 @@ class Indexer:
             out.append(path)
         return out
 
+    def _other_encoder(self, name: str) -> list[str]:
+        """Worker thread: entries whose vectors another encoder made (re-embedded in the
+        background, as ordinary queued changes)."""
+        flt = Filter(must=(MatchAny("status", (schema.INDEXED, schema.METADATA_ONLY)),),
+                     must_not=(Match("encoder", name),))
+        return [rec.path for rec in self.store.iter_files(flt)]
+
     def _remove(self, path: str, file_id: str) -> list[str]:
         """Worker thread: drop the entry (or, for a vanished folder, every entry under it)."""
         if os.path.lexists(self.vault.abspath(path)) and not file_id:
@@ -366,9 +376,11 @@ class Indexer:
 
     # -- the heavy path
     def _due(self, now: float) -> str | None:
-        """The oldest queued path whose quiet period is over (``_pending`` is kept in due order)."""
+        """The first queued path whose quiet period is over. ``_pending`` is nearly in due order
+        (a rename appends out of order), so this usually returns at the first entry."""
         for path, due in self._pending.items():
-            return path if due <= now else None
+            if due <= now:
+                return path
         return None
 
     async def _stream(self) -> None:
@@ -426,9 +438,11 @@ class Indexer:
                 todo = [it.prep for it in group
                         if it.prep is not None and not (it.prep.skip or it.prep.gone)]
                 if todo:
+                    t0 = time.perf_counter()
                     try:
                         self.stats.embedded_texts += await trio.to_thread.run_sync(
                             pipe.embed, todo, limiter=self._encode_limiter)
+                        self.stats.encode_seconds += time.perf_counter() - t0
                     except Exception as exc:
                         for it in group:
                             if it.prep in todo:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EPOCH = dt.date(1970, 1, 1)
 MAX_CHUNKS = 128  # ~25k tokens of a file are embedded; the rest is still found by name/title
+TRANSIENT = ("extraction timed out", "worker pipe broken", "extract worker vanished")
 DAY_KEYS = {"doc_date": "doc_day", "issue_date": "issue_day", "due_date": "due_day",
             "sent_date": "sent_day", "period_start": "period_start_day",
             "period_end": "period_end_day"}
@@ -113,6 +114,10 @@ class Pipeline:
         return self._chunks(rec, ext, digest, st.st_mtime)
 
     def _chunks(self, rec: FileRecord, ext: Extracted, digest: str, mtime: float) -> Prepared:
+        if ext.status == "failed" and ext.error and ext.error.startswith(TRANSIENT):
+            # A timeout on a busy machine says nothing about the file: keep no hash, so the next
+            # change retries it, and a size that never matches, so the next mount does.
+            digest, rec.size = "", -1
         rec.content_hash = digest
         rec.doc_type = ext.doc_type
         rec.title = ext.title
@@ -136,7 +141,9 @@ class Pipeline:
         prep.bodies = [c.body for c in chunks]
         prep.hashes = [hashlib.blake2b(t.encode(), digest_size=16).hexdigest()
                        for t in prep.texts]
-        known = self.store.chunk_vectors(rec.file_id) if rec.chunks else {}
+        # Vectors are reusable only if the same encoder made them (an encoder change re-embeds).
+        same = rec.encoder == self.encoder.name
+        known = self.store.chunk_vectors(rec.file_id) if rec.chunks and same else {}
         prep.vectors = [np.asarray(known[h], dtype=np.float32) if h in known else None
                         for h in prep.hashes]
         prep.payload = {

@@ -9,6 +9,7 @@ folders) live in the same id space with ``fd == -1``.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ class Node:
     fd: int  # O_PATH descriptor, -1 for virtual nodes
     key: tuple[int, int] | None  # (st_dev, st_ino) of the vault object
     nlookup: int = 0
+    kind: int = 0  # S_IFMT of the vault object (fixed for an inode's life); 0 for virtual nodes
     virtual: Any = None  # the virtual namespace's own object for virtual nodes
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -38,7 +40,8 @@ class InodeTable:
         self._next = ROOT + 1
         self.nodes: dict[int, Node] = {}
         self._by_key: dict[tuple[int, int], int] = {}
-        root = Node(ROOT, root_fd, (st.st_dev, st.st_ino), nlookup=1)
+        root = Node(ROOT, root_fd, (st.st_dev, st.st_ino), nlookup=1,
+                    kind=stat.S_IFMT(st.st_mode))
         self.nodes[ROOT] = root
         self._by_key[root.key] = ROOT  # type: ignore[index]
 
@@ -61,7 +64,7 @@ class InodeTable:
             os.close(fd)
             node = self.nodes[known]
         else:
-            node = Node(self.new_id(), fd, key)
+            node = Node(self.new_id(), fd, key, kind=stat.S_IFMT(st.st_mode))
             self.nodes[node.inode] = node
             self._by_key[key] = node.inode
         return node

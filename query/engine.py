@@ -3,7 +3,11 @@
 Flow: filters go inside the store search (so ``k`` results survive them) -> dense and BM25 chunk
 searches in one batch -> chunks grouped per file (best chunk wins) -> file-level fusion
 (:mod:`query.fusion`) -> boosts for soft hints (vendor, kind, status, the strict reading of an
-ambiguous date) -> negated words dropped -> score floor.
+ambiguous date) -> negated words dropped -> floors: nothing is listed when the best cosine is
+below ``Tuning.floor`` (or ``lexical_floor`` when no file shares a word with the query, which is
+how gibberish scores 0.3 by meaning alone), and files far below the best one on both the cosine
+and the fused score, matching no hint, are dropped (``rel_cosine``/``rel_fused``). ``min:`` in a
+query replaces all of these with the user's own threshold.
 
 The displayed ``FileHit.score`` is the cosine similarity between the query and the file's best
 chunk: fused scores are relative to one query, cosines are comparable across queries, which is

@@ -234,3 +234,39 @@ async def test_watcher_picks_up_outside_writes_renames_and_deletes(env: Env) -> 
         await until(lambda: ix.status_of("Inbox/moved.txt") is None)
         await settle(ix)
     assert check(env.vault, env.store) == []
+
+
+async def test_ops_during_a_bulk_stream_wait_for_it_to_drain(env: Env) -> None:
+    for i in range(30):
+        env.write(f"Bulk/n{i:02}.md", f"Bulk note {i} about fig trees and orchards.")
+    async with running(env) as ix:
+        for i in range(30):
+            env.write(f"Bulk/n{i:02}.md", f"Bulk note {i}, edited, about olive groves.")
+            ix.changed(f"Bulk/n{i:02}.md")
+        await until(lambda: ix.stats.state == "indexing")
+        os.rename(env.vault.abspath("Bulk/n29.md"), env.vault.abspath("Bulk/last.md"))
+        ix.moved("Bulk/n29.md", "Bulk/last.md")
+        os.unlink(env.vault.abspath("Bulk/n00.md"))
+        ix.removed("Bulk/n00.md")
+        await settle(ix)
+        assert ix.status_of("Bulk/last.md") == schema.INDEXED
+        assert ix.status_of("Bulk/n29.md") is None
+        assert ix.status_of("Bulk/n00.md") is None
+        assert {p["path"] for p in env.chunks("Bulk/last.md")} == {"Bulk/last.md"}
+        assert ix.stats.indexed == 2 + 29
+    assert check(env.vault, env.store) == []
+
+
+async def test_encoder_change_re_embeds_everything(env: Env) -> None:
+    async with running(env):
+        pass
+
+    class Other(CountingEncoder):
+        name = "count-test-2"
+
+    env.enc = Other()
+    async with running(env) as ix:
+        assert ix.stats.indexed == 2
+        assert ix.stats.embedded_texts == len(env.enc.seen) > 0
+        assert {p["encoder"] for p in env.chunks("Notes/a.md")} == {"count-test-2"}
+    assert check(env.vault, env.store) == []

@@ -195,3 +195,45 @@ def test_vanished_file_loses_its_entry_and_points(env: tuple) -> None:
     assert store.get_file(rec.file_id) is None
     assert store.count_chunks(Filter(must=(Match("file_id", rec.file_id),))) == 0
     assert check(vault, store) == []
+
+
+def test_check_reports_what_disagrees(env: tuple) -> None:
+    vault, store, pipe, _ = env
+    pipe.index_paths(_all(vault))
+    garden = store.file_by_path("Notes/garden.md")
+    invoice = store.file_by_path("Finance/acme-0042.txt")
+    assert garden is not None
+    assert invoice is not None
+    store.move_chunks(garden.file_id, {"encoder": "some-other-encoder"})
+    store._catalog.update(  # catalog entry lost, points left behind
+        store._qe.UpdateOperation.delete_points([invoice.file_id]))
+    vault.abspath("Notes/new.txt").write_text("never indexed")
+    problems = "\n".join(check(vault, store))
+    assert "made by encoder some-other-encoder" in problems
+    assert f"of unknown file {invoice.file_id}" in problems
+    assert "file not in the catalog: Finance/acme-0042.txt" in problems
+    assert "file not in the catalog: Notes/new.txt" in problems
+
+
+def test_extraction_timeout_is_retried_not_remembered(tmp_path: Path) -> None:
+    from memexfs import reconcile
+    from memexfs.extract import Limits
+
+    root = tmp_path / "vault"
+    root.mkdir()
+    (root / "slow.md").write_text(long_note("tortoise"))
+    vault = Vault.open(root)
+    store = EdgeStore(vault.index_dir, DIM)
+    try:
+        with Extractor(Limits(timeout_s=0.0001)) as ex:
+            out = Pipeline(vault, store, CountingEncoder(), ex).index_paths(["slow.md"])
+        assert out == {"slow.md": schema.FAILED}
+        rec = store.file_by_path("slow.md")
+        assert rec is not None
+        assert rec.error is not None
+        assert "timed out" in rec.error
+        assert rec.content_hash == ""  # not "known bad": the next change re-extracts
+        assert reconcile.plan(vault, store).changed == ["slow.md"]  # and the next mount
+        assert check(vault, store) == []
+    finally:
+        store.close()
