@@ -170,7 +170,9 @@ class Indexer:
             log.info("reconcile: %d changed, %d moved, %d removed, %d unchanged",
                      len(plan.changed), len(plan.moved), len(plan.removed), plan.unchanged)
             try:
-                self.pipeline = await self._sync(self._pipeline_factory)
+                # Loading the encoder takes seconds: a signal meanwhile must not wait for it.
+                self.pipeline = await trio.to_thread.run_sync(
+                    self._pipeline_factory, limiter=self._limiter, abandon_on_cancel=True)
             except Exception as exc:
                 self.stats.state = "error"
                 self.stats.last_error = f"encoder unavailable: {exc}"
@@ -419,7 +421,10 @@ class Indexer:
                 self.stats.current = path
                 item = _Item(path)
                 try:
-                    item.prep = await self._sync(pipe.prepare, path)
+                    # abandonable: an unmount must not wait for a slow extraction (the entry
+                    # stays pending in the catalog, so the next mount picks the file up again)
+                    item.prep = await trio.to_thread.run_sync(
+                        pipe.prepare, path, limiter=self._limiter, abandon_on_cancel=True)
                     if not (item.prep.skip or item.prep.gone):
                         texts += len(item.prep.missing)
                 except Exception as exc:
@@ -441,7 +446,8 @@ class Indexer:
                     t0 = time.perf_counter()
                     try:
                         self.stats.embedded_texts += await trio.to_thread.run_sync(
-                            pipe.embed, todo, limiter=self._encode_limiter)
+                            pipe.embed, todo, limiter=self._encode_limiter,
+                            abandon_on_cancel=True)
                         self.stats.encode_seconds += time.perf_counter() - t0
                     except Exception as exc:
                         for it in group:

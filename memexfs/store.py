@@ -132,6 +132,7 @@ class Store(Protocol):
     def search(self, q: ChunkQuery) -> list[ChunkHit]: ...
     def search_batch(self, qs: Sequence[ChunkQuery]) -> list[list[ChunkHit]]: ...
     def iter_chunks(self, flt: Filter | None = None) -> Iterator[ChunkHit]: ...
+    def distinct(self, key: str) -> list[str | int | bool]: ...
 
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -332,6 +333,13 @@ class EdgeStore:
     def iter_chunks(self, flt: Filter | None = None) -> Iterator[ChunkHit]:
         for rec in self._scroll(self._chunks, flt):
             yield ChunkHit(str(rec.id), 0.0, dict(rec.payload or {}))
+
+    def distinct(self, key: str) -> list[str | int | bool]:
+        """Distinct values of an indexed keyword field over all chunks (a facet: milliseconds)."""
+        req = self._qe.FacetRequest(key, limit=100_000, exact=True)
+        with self._lock:
+            resp = self._chunks.facet(req)
+        return [hit.value for hit in resp.hits]
 
     def _request(self, q: ChunkQuery) -> Any:
         qe = self._qe

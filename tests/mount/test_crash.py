@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount.conftest import run_check
+from tests.mount.trees import run_check
 from tests.mounting import force_unmount, is_mounted, mounted
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]

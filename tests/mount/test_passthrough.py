@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from tests.mount.conftest import Trees
 from tests.mount.posix import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -29,6 +28,7 @@ from tests.mount.posix import (
     tree_snapshot,
     utimensat,
 )
+from tests.mount.trees import Trees
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(120)]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.mount.conftest import Trees
 from tests.mount.posix import UTIME_NOW, outcome, stat_sig, utimensat
+from tests.mount.trees import Trees
 from tests.mount.users import as_user
 from tests.mounting import mounted
 

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from tests.mount.conftest import Trees
 from tests.mount.posix import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -28,6 +27,7 @@ from tests.mount.posix import (
     stat_sig,
     tree_snapshot,
 )
+from tests.mount.trees import Trees
 
 pytestmark = [pytest.mark.mount]
 # Reproducible by default; MEMEXFS_FUZZ_EXAMPLES=500 explores fresh random sequences instead.
