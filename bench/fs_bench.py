@@ -364,7 +364,8 @@ def stat_rate(t: Target, a: argparse.Namespace, rounds: int = 5) -> Once:
 
 def listdir_rate(t: Target, a: argparse.Namespace, rounds: int = 10) -> Once:
     d = _populate(t, a.files)
-    assert len(os.listdir(d)) == a.files
+    listed = os.listdir(d)
+    assert len(listed) == a.files, (t.name, len(listed), len(set(listed)))
 
     def once() -> float:
         t0 = time.perf_counter()

@@ -287,40 +287,46 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"{a.source} is mounted on {mnt}; its daemon indexes it. Waiting for idle.",
               file=sys.stderr)
         return cmd_status(argparse.Namespace(path=mnt, wait=True, timeout=86400, json=False))
-    from embed import load_encoder
-    from memexfs import reconcile
-    from memexfs.extract import Extractor
-    from memexfs.pipeline import Pipeline
+    import trio
+
+    from memexfs.indexer import Indexer
+    from memexfs.pipeline import pipeline_factory
 
     with offline(a.source) as (vault, store):
-        plan = reconcile.plan(vault, store)
-        for file_id, _path in plan.removed:
-            store.delete_file(file_id)
-        for old, new in plan.moved:
-            from memexfs.schema import location_payload
+        # The daemon's own indexer, without a mount or watcher: one code path for both.
+        indexer = Indexer(vault, store, pipeline_factory(vault, store, a.encoder), watch=False)
 
-            rec = store.file_by_path(old)
-            if rec:
-                store.update_file(rec.file_id, path=new)
-                store.move_chunks(rec.file_id, location_payload(new))
-        todo = plan.changed
-        with Extractor() as extractor:
-            pipe = Pipeline(vault, store, load_encoder(a.encoder), extractor)
-            done, failed, t0 = 0, 0, time.monotonic()
-            for start in range(0, len(todo), 16):
-                batch = todo[start:start + 16]
-                outcome = pipe.index_paths(batch)
-                done += len(batch)
-                failed += sum(1 for v in outcome.values() if v == "failed")
-                rate = done / max(time.monotonic() - t0, 1e-6)
-                width = 30
-                filled = int(width * done / max(len(todo), 1))
-                print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{len(todo)} files "
-                      f"{rate:.1f}/s, {failed} failed", end="", file=sys.stderr)
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(indexer.run)
+                while not indexer.idle and indexer.stats.state != "error":
+                    _progress(indexer.stats)
+                    await trio.sleep(0.2)
+                nursery.cancel_scope.cancel()
+
+        try:
+            trio.run(run)
+        finally:
+            if indexer.pipeline is not None:
+                indexer.pipeline.extractor.close()
+        st = indexer.stats
+        _progress(st, final=True)
         print(file=sys.stderr)
-        print(f"indexed {len(todo)} changed files ({plan.unchanged} unchanged, "
-              f"{len(plan.removed)} removed, {len(plan.moved)} moved)")
+        if st.state == "error":
+            raise CliError(st.last_error or "indexing failed")
+        print(f"{st.done_since_start} files processed: {st.indexed} indexed, "
+              f"{st.metadata_only} metadata-only, {st.failed} failed ({st.chunks} chunks)")
         return EXIT_OK
+
+
+def _progress(st: Any, final: bool = False) -> None:
+    if not (final or sys.stderr.isatty()):
+        return
+    done, total = st.done_since_start, st.done_since_start + st.queued
+    width = 30
+    filled = int(width * done / total) if total else width
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files, "
+          f"{st.files_per_s:.1f}/s, {st.failed} failed ", end="", file=sys.stderr)
 
 
 def cmd_search(a: argparse.Namespace) -> int:

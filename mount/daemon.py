@@ -24,6 +24,7 @@ import trio
 
 from memexfs.errors import MemexError
 from memexfs.indexer import Indexer
+from memexfs.pipeline import pipeline_factory
 from memexfs.store import EdgeStore
 from memexfs.vault import Vault, VaultLock
 from mount.ops import MemexOperations
@@ -106,17 +107,6 @@ class Engine:
             self._engine.invalidate()
 
 
-def build_pipeline(vault: Vault, store: EdgeStore, encoder_name: str | None) -> Callable[[], Any]:
-    def factory() -> Any:
-        from embed import load_encoder
-        from memexfs.extract import Extractor
-        from memexfs.pipeline import Pipeline
-
-        return Pipeline(vault, store, load_encoder(encoder_name), Extractor())
-
-    return factory
-
-
 async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
                 ready: Callable[[], None]) -> None:
     engine = Engine(store, opts.encoder, opts.today)
@@ -128,7 +118,7 @@ async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
         for tree in trees:
             tree.invalidate()
 
-    indexer = Indexer(vault, store, build_pipeline(vault, store, opts.encoder),
+    indexer = Indexer(vault, store, pipeline_factory(vault, store, opts.encoder),
                       on_change=on_change, watch=opts.watch)
     ops = MemexOperations(str(vault.root), sink=indexer)
     backend = SearchBackend(engine.search, engine.related, lambda: indexer.stats.generation)
@@ -162,6 +152,8 @@ async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
     finally:
         pyfuse3.close(unmount=True)
         ops.close()
+        if indexer.pipeline is not None:
+            indexer.pipeline.extractor.close()
         (vault.state / "mount.json").unlink(missing_ok=True)
         log.info("unmounted %s (%s)", opts.mountpoint, "clean" if unmounted else "error")
 

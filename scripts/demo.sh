@@ -29,18 +29,18 @@ step "grep -rl 'Invoice' $MNT/Finance   # plain shell tools work on the real tre
 grep -rl "Invoice" "$MNT/Finance"
 
 Q="$MNT/q/unpaid invoices from acme last quarter"
-step "ls -l '$Q/'"
-ls -l "$Q/"
+step "ls -lU '$Q/'   # ranked: best first"
+ls -lU "$Q/"
 step "cat '$Q/.results'   # rank, score, path, snippet"
 cat "$Q/.results"
-step "ls '$MNT/q/notes about how plants make energy from light/'"
-ls "$MNT/q/notes about how plants make energy from light/"
-step "ls '$MNT/q/overdue/'   # a status word becomes a filter"
-ls "$MNT/q/overdue/"
-step "ls '$MNT/related/Notes/Biology/photosynthesis.md/'"
-ls "$MNT/related/Notes/Biology/photosynthesis.md/"
-step "cp '$Q'/* /tmp/  # results are symlinks to the real files"
+step "ls -U '$MNT/q/notes about how plants make energy from light/'"
+ls -U "$MNT/q/notes about how plants make energy from light/"
+step "ls -U '$MNT/q/overdue invoices/'   # a status word becomes a filter"
+ls -U "$MNT/q/overdue invoices/"
+step "ls -U '$MNT/related/Notes/Biology/photosynthesis.md/'"
+ls -U "$MNT/related/Notes/Biology/photosynthesis.md/"
 first=$(ls -U "$Q" | head -n 1)
+step "head -n 3 '$Q/$first'   # results are symlinks to the real files"
 if [ -n "$first" ]; then head -n 3 "$Q/$first"; fi
 
 step "echo 'Invoice from Acme ... unpaid' > $MNT/Finance/Invoices/acme-2023-0431.txt   # a new file is searchable seconds later"
