@@ -88,6 +88,9 @@ def chunk_document(
     if max_tokens < 8:
         raise ValueError("max_tokens must be at least 8")
     count = count_tokens or estimate_tokens
+    # Only the first max_chunks * max_tokens tokens can be emitted; a token is rarely longer than
+    # 10 characters, so splitting (and tokenizing) text beyond this bound is wasted work.
+    text = text[: max_chunks * max_tokens * 10]
     overlap_tokens = max(0, min(overlap_tokens, max_tokens // 3))
     sections = _sections(text)
     headers = [_header(title, path, s.heading, count, max_tokens // 4) for s in sections]

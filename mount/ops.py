@@ -210,7 +210,15 @@ class MemexOperations(pyfuse3.Operations):
         except OSError:
             os.close(fd)
             raise
-        return self.inodes.adopt(fd, st), st
+        node = self.inodes.adopt(fd, st, parent.inode, name)
+        if self.inodes.open_fds > self.inodes.high_water:
+            self.inodes.shed(self._invalidate_entry)
+        return node, st
+
+    @staticmethod
+    def _invalidate_entry(parent: int, name: bytes) -> None:
+        """Ask the kernel to drop a cached entry (from a helper thread: never blocks us)."""
+        pyfuse3.invalidate_entry_async(InodeT(parent), FileNameT(name), ignore_enoent=True)
 
     def _entry(self, parent: Node, name: bytes) -> EntryAttributes:
         node, st = self._lookup_real(parent, name)

@@ -1,0 +1,71 @@
+"""A vault with more entries than the daemon may hold descriptors must stay fully usable.
+
+Every inode the kernel remembers costs the daemon an O_PATH descriptor, and the kernel remembers
+everything it listed until memory gets tight. The daemon runs here under a 256-descriptor limit and
+lists, stats and writes around 900 entries: it must shed cold entries instead of failing with
+EMFILE (which used to take every request down with it, the encoder load included).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.mount.posix import outcome
+from tests.mounting import REPO, Mount, is_mounted, unmount
+
+pytestmark = [pytest.mark.mount, pytest.mark.timeout(180)]
+
+LIMIT = 256
+ENTRIES = 300  # per folder; three folders
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
+    if shutil.which("prlimit") is None:
+        pytest.fail("prlimit (util-linux) is needed to start the daemon under a small limit")
+    base = tmp_path_factory.mktemp("fdlimit")
+    vault, mnt = base / "vault", base / "mnt"
+    for d in ("a", "b", "c"):
+        (vault / d).mkdir(parents=True)
+        for i in range(ENTRIES):
+            (vault / d / f"f{i:04d}.bin").write_bytes(b"\0")
+    mnt.mkdir()
+    log = base / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["prlimit", f"--nofile={LIMIT}:{LIMIT}", sys.executable, "-m",
+                                 "memexfs.cli", "mount", "--foreground", "--no-watch",
+                                 str(vault), str(mnt)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    m = Mount(vault, mnt, proc, log)
+    try:
+        deadline = time.monotonic() + 60
+        while not is_mounted(str(mnt)):
+            assert proc.poll() is None, m.log_text()
+            assert time.monotonic() < deadline, m.log_text()
+            time.sleep(0.05)
+        yield m
+    finally:
+        unmount(m)
+
+
+def test_walk_more_entries_than_descriptors(small: Mount) -> None:
+    for _ in range(2):
+        for d in ("a", "b", "c"):
+            names = os.listdir(small.mnt / d)
+            assert len(names) == ENTRIES
+            for n in names:
+                assert os.lstat(small.mnt / d / n).st_size == 1
+    assert outcome((small.mnt / "new.bin").write_bytes, b"\0new") == ("ok", 4)
+    assert (small.mnt / "new.bin").read_bytes() == b"\0new"
+    held = len(os.listdir(f"/proc/{small.proc.pid}/fd"))
+    assert held < LIMIT
+    st = small.wait_idle(timeout=120)  # the encoder still loaded: descriptors were left for it
+    assert st["state"] == "idle", st
+    assert "Too many open files" not in small.log_text()
