@@ -15,6 +15,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads; Cortex kernel: {cortex.runner.path}")
     st = teacher.model  # type: ignore[attr-defined]
     st_int8 = copy.deepcopy(st)
-    st_int8 = torch.ao.quantization.quantize_dynamic(st_int8, {torch.nn.Linear}, dtype=torch.qint8)
+    with (
+        warnings.catch_warnings()
+    ):  # torch.ao dynamic quantization is deprecated, still the baseline
+        warnings.simplefilter("ignore")
+        st_int8 = torch.ao.quantization.quantize_dynamic(
+            st_int8, {torch.nn.Linear}, dtype=torch.qint8
+        )
 
     def st_encode(model: Any, texts: list[str], bf16: bool = False) -> np.ndarray:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -42,7 +42,9 @@ def trainable_state(model: MiniBert) -> dict[str, torch.Tensor]:
     }
 
 
-def relation_kl(t: torch.Tensor, s: torch.Tensor, key_bias: torch.Tensor, valid: torch.Tensor):
+def relation_kl(
+    t: torch.Tensor, s: torch.Tensor, key_bias: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
     """KL(teacher || student) of softmax(x x^T / sqrt(d)) per head, over valid query rows."""
     d = t.shape[-1]
     lt = torch.log_softmax(t @ t.transpose(-1, -2) / math.sqrt(d) + key_bias, dim=-1)
@@ -51,7 +53,9 @@ def relation_kl(t: torch.Tensor, s: torch.Tensor, key_bias: torch.Tensor, valid:
     return (kl * valid[:, None, :]).sum() / (valid.sum() * HEADS)
 
 
-def distill_loss(teacher: MiniBert, student: MiniBert, ids: torch.Tensor, mask: torch.Tensor):
+def distill_loss(
+    teacher: MiniBert, student: MiniBert, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
     with torch.no_grad():
         te, th, tqkv = teacher(ids, mask)
     se, sh, sqkv = student(ids, mask)
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         ids, mask = data.sample(rng)
         loss, parts = distill_loss(teacher, student, ids, mask)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1

@@ -88,16 +88,20 @@ def epilogue(acc: np.ndarray, a: np.ndarray, ws: np.ndarray, b: np.ndarray) -> n
     out = acc.astype(np.float32) * a[:, None]
     out *= ws[None, :]
     out += b[None, :]
-    return out
+    return np.asarray(out, dtype=np.float32)
 
 
-def matmul_ref(q: np.ndarray, a: np.ndarray, w: np.ndarray, ws: np.ndarray, b: np.ndarray):
+def matmul_ref(
+    q: np.ndarray, a: np.ndarray, w: np.ndarray, ws: np.ndarray, b: np.ndarray
+) -> np.ndarray:
     """Exact int32 accumulation in numpy (slow; the ground truth for tests)."""
     acc = q.astype(np.int32) @ w.astype(np.int32).T
     return epilogue(acc, a, ws, b)
 
 
-def matmul_torch(q: np.ndarray, a: np.ndarray, w_t: object, ws: np.ndarray, b: np.ndarray):
+def matmul_torch(
+    q: np.ndarray, a: np.ndarray, w_t: object, ws: np.ndarray, b: np.ndarray
+) -> np.ndarray:
     """Exact int32 accumulation through torch._int_mm: the fast fallback without the C build."""
     import torch
 

@@ -23,7 +23,8 @@ class MiniLMEncoder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar on a daemon's stderr
+        # no "Loading weights" bar on a daemon's stderr
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         path = teacher_dir()
         self.model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)

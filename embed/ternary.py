@@ -156,4 +156,4 @@ class TernaryEncoder:
             f = torch.ops.aten.gelu_(lin(h, L.inter, "ffn"))  # in place: no 12 MB temporary
             h = F.layer_norm(lin(f, L.out, "o").add_(h), (HIDDEN,), *L.ln2, eps=1e-12)
         pooled = torch.cat([h[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
-        return F.normalize(pooled, dim=-1).numpy()
+        return np.asarray(F.normalize(pooled, dim=-1).numpy(), dtype=np.float32)

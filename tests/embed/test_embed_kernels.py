@@ -124,4 +124,6 @@ def test_failed_build_falls_back_to_reference_with_a_warning(
     run = K.Runner()
     x, lin = _case(np.random.default_rng(3), 20, 384, 384)
     q, a = K.quantize_ref(x)
-    assert np.array_equal(run.linear(run.quantize(x), lin), K.matmul_ref(q, a, lin.w, lin.ws, lin.b))
+    assert np.array_equal(
+        run.linear(run.quantize(x), lin), K.matmul_ref(q, a, lin.w, lin.ws, lin.b)
+    )

@@ -18,8 +18,8 @@ from embed.ternary import TernaryEncoder
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-STSB_TEST_FLOOR = 0.0  # set from the exported checkpoint below
-CISI_TOP10_OVERLAP_FLOOR = 0.0
+STSB_TEST_FLOOR = 81.5  # measured 81.92 at export (teacher 82.03); the issue asks >= 80.0
+CISI_TOP10_OVERLAP_FLOOR = 0.48  # measured 0.529 on the first 250 docs, 112 queries
 CISI_DOCS = 250
 
 

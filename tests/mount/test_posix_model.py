@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from tests.mount.posix import (
     RENAME_EXCHANGE,
@@ -46,10 +52,17 @@ times_ns = st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s * 1
 
 class PosixModel(RuleBasedStateMachine):
     trees: Trees  # set by the test before the machine runs
+    checks = 0  # tree comparisons made, over all examples
 
     def __init__(self) -> None:
         super().__init__()
         self.mnt, self.ref = self.trees.pair("h")
+        self.held: list[tuple[int, int]] = []  # open (mount fd, reference fd) pairs
+
+    def teardown(self) -> None:
+        for pair in self.held:
+            for fd in pair:
+                os.close(fd)
 
     def both(self, fn: Any, *args: Any) -> Any:
         """``fn(root, *args)`` on each tree: outcomes must be equal."""
@@ -147,6 +160,47 @@ class PosixModel(RuleBasedStateMachine):
             return s.st_atime_ns, s.st_mtime_ns
         self.both(op, p, atime, mtime, follow)
 
+    # ---- descriptors held across steps: they must follow their file through renames/unlinks
+    @precondition(lambda self: len(self.held) < 3)
+    @rule(p=paths, flags=st.sampled_from([os.O_RDWR, os.O_RDONLY, os.O_RDWR | os.O_APPEND]))
+    def hold(self, p: str, flags: int) -> None:
+        got = outcome(os.open, self.mnt / p, flags)
+        want = outcome(os.open, self.ref / p, flags)
+        if got[0] == want[0] == "ok":
+            self.held.append((got[1], want[1]))
+            return
+        for r in (got, want):
+            if r[0] == "ok":
+                os.close(r[1])
+        assert got == want, f"open {p}: mount {got} != reference {want}"
+
+    def on_held(self, i: int, fn: Any, *args: Any) -> None:
+        fm, fr = self.held[i % len(self.held)]
+        got, want = outcome(fn, fm, *args), outcome(fn, fr, *args)
+        assert got == want, f"{fn.__name__}{args}: mount {got} != reference {want}"
+
+    @precondition(lambda self: self.held)
+    @rule(i=st.integers(0, 2), body=data, off=st.integers(0, 80))
+    def held_write(self, i: int, body: bytes, off: int) -> None:
+        self.on_held(i, os.pwrite, body, off)
+
+    @precondition(lambda self: self.held)
+    @rule(i=st.integers(0, 2))
+    def held_read(self, i: int) -> None:
+        self.on_held(i, os.pread, 300, 0)
+        self.on_held(i, lambda fd: stat_sig(os.fstat(fd)))
+
+    @precondition(lambda self: self.held)
+    @rule(i=st.integers(0, 2), size=st.integers(0, 120))
+    def held_truncate(self, i: int, size: int) -> None:
+        self.on_held(i, os.ftruncate, size)
+
+    @precondition(lambda self: self.held)
+    @rule(i=st.integers(0, 2))
+    def release(self, i: int) -> None:
+        for fd in self.held.pop(i % len(self.held)):
+            os.close(fd)
+
     # ---- observation
     @rule(d=dirs)
     def listdir(self, d: str) -> None:
@@ -160,6 +214,7 @@ class PosixModel(RuleBasedStateMachine):
     @invariant()
     def same_tree(self) -> None:
         assert tree_snapshot(self.mnt) == tree_snapshot(self.ref)
+        PosixModel.checks += 1
 
 
 @pytest.mark.timeout(240 + FUZZ_EXAMPLES * 3)
@@ -171,5 +226,6 @@ def test_random_operation_sequences_match_a_plain_directory(trees: Trees) -> Non
                           deadline=None, derandomize=not FUZZ_EXAMPLES, database=None,
                           suppress_health_check=[HealthCheck.too_slow]),
     )
+    assert PosixModel.checks >= 10 * (FUZZ_EXAMPLES or 25), PosixModel.checks  # steps really ran
     text = trees.mount.log_text()
     assert "failed unexpectedly" not in text, text[-4000:]
