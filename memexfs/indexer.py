@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,12 +88,14 @@ class Indexer:
         pipeline_factory: Callable[[], Pipeline],
         on_change: Callable[[set[str]], None] | None = None,
         watch: bool = True,
+        on_outside: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.vault = vault
         self.store = store
         self._pipeline_factory = pipeline_factory
         self.pipeline: Pipeline | None = None
         self.on_change = on_change or (lambda paths: None)
+        self.on_outside = on_outside  # told first about changes made around the mount
         self.watch = watch
         self.stats = Stats()
         self._ops: list[tuple[str, str, str]] = []
@@ -157,6 +159,8 @@ class Indexer:
         self._trio_token = trio.lowlevel.current_trio_token()
         task_status.started()
         async with trio.open_nursery() as nursery:
+            if self.watch:  # first: what changes while we reconcile is queued, not missed
+                nursery.start_soon(self._watch)
             self.stats.state = "reconciling"
             await self._sync(self._load_status)
             plan = await self._sync(reconcile.plan, self.vault, self.store)
@@ -181,8 +185,6 @@ class Indexer:
             self.stats.encoder = self.pipeline.encoder.name
             for path in await self._sync(self._other_encoder, self.stats.encoder):
                 self._ops.append(("changed", path, ""))
-            if self.watch:
-                nursery.start_soon(self._watch)
             await self._loop()
 
     async def _sync(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -572,6 +574,8 @@ class Indexer:
                                   if k == watchfiles.Change.deleted})
                 present = sorted({os.path.relpath(f, root) for k, f in changes
                                   if k != watchfiles.Change.deleted})
+                if self.on_outside is not None:
+                    await self.on_outside(deleted + present)
                 self._push("outside", "\0".join(deleted), "\0".join(present))
         except Exception:
             log.exception("vault watcher stopped; changes around the mount wait for remount")

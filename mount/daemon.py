@@ -118,9 +118,17 @@ async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
         for tree in trees:
             tree.invalidate()
 
+    ops_ref: list[MemexOperations] = []
+
+    async def on_outside(paths: list[str]) -> None:
+        stale = ops_ref[0].invalidate_paths(paths)
+        if stale:
+            await trio.to_thread.run_sync(_invalidate_inodes, stale)
+
     indexer = Indexer(vault, store, pipeline_factory(vault, store, opts.encoder),
-                      on_change=on_change, watch=opts.watch)
+                      on_change=on_change, watch=opts.watch, on_outside=on_outside)
     ops = MemexOperations(str(vault.root), sink=indexer)
+    ops_ref.append(ops)
     backend = SearchBackend(engine.search, engine.related, lambda: indexer.stats.generation)
     qtree = QueryTree(ops.inodes, backend, str(vault.root), owner,
                       str(vault.state / "saved-queries.json"))
@@ -156,6 +164,15 @@ async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
             indexer.pipeline.extractor.close()
         (vault.state / "mount.json").unlink(missing_ok=True)
         log.info("unmounted %s (%s)", opts.mountpoint, "clean" if unmounted else "error")
+
+
+def _invalidate_inodes(inodes: list[int]) -> None:
+    """Worker thread: the kernel may write back dirty pages (served by our loop) first."""
+    for inode in inodes:
+        try:
+            pyfuse3.invalidate_inode(pyfuse3.InodeT(inode))
+        except (OSError, pyfuse3.FUSEError):
+            pass
 
 
 async def _signals(scope: trio.CancelScope) -> None:

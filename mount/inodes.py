@@ -113,6 +113,11 @@ class InodeTable:
                 named += 1
         return named
 
+    def by_key(self, key: tuple[int, int]) -> Node | None:
+        """The node the kernel knows for a vault object, if any."""
+        inode = self._by_key.get(key)
+        return self.nodes.get(inode) if inode is not None else None
+
     def add_virtual(self, obj: Any) -> Node:
         node = Node(self.new_id(), -1, None, virtual=obj)
         self.nodes[node.inode] = node

@@ -664,6 +664,36 @@ class MemexOperations(pyfuse3.Operations):
         # Only reached without default_permissions; we always mount with it.
         return True
 
+    def invalidate_paths(self, paths: list[str]) -> list[int]:
+        """Changes made around the mount: drop the kernel's cached names of these vault paths.
+
+        Entries are dropped asynchronously (safe from any thread); the returned inodes' cached
+        attributes and pages must be dropped with ``pyfuse3.invalidate_inode`` from a worker
+        thread, since that call can wait for writeback requests served by this very loop.
+        """
+        stale: list[int] = []
+        for rel in paths:
+            parent_rel, _, name = rel.rpartition("/")
+            try:
+                pst = os.lstat(os.path.join(self.vault_root, parent_rel))
+            except OSError:
+                continue
+            parent = self.inodes.by_key((pst.st_dev, pst.st_ino))
+            if parent is not None:
+                try:
+                    pyfuse3.invalidate_entry_async(InodeT(parent.inode), FileNameT(
+                        os.fsencode(name)), ignore_enoent=True)
+                except (OSError, pyfuse3.FUSEError):
+                    pass
+            try:
+                st = os.lstat(os.path.join(self.vault_root, rel))
+            except OSError:
+                continue
+            node = self.inodes.by_key((st.st_dev, st.st_ino))
+            if node is not None:
+                stale.append(node.inode)
+        return stale
+
     def close(self) -> None:
         for h in self._handles.values():
             if isinstance(h, Handle):
