@@ -18,6 +18,10 @@ from query.parse import Query, date_window
 EPOCH = date(1970, 1, 1)
 
 
+# Kinds that never answer a payment-status question (see memexfs.fields for the kinds).
+NO_PAYMENT_KINDS = ("code", "recipe", "study_notes", "paper_summary", "travel", "journal")
+
+
 def day_number(d: date) -> int:
     """Days since 1970-01-01, the unit of ``doc_day``/``due_day`` payload fields."""
     return (d - EPOCH).days
@@ -47,6 +51,9 @@ def build_filter(q: Query) -> Filter:
     if q.status:
         must.append(Filter(should=(status_condition(q.status, q.today or date.today()),
                                    IsEmpty("status"))))
+        # A payment status is asked of money matters: code or study notes that merely talk
+        # about unpaid bills are not answers (a to-do note "pay Acme" still is).
+        must.append(Filter(must_not=(MatchAny("kind", NO_PAYMENT_KINDS),)))
     if q.vendors:
         must.append(Filter(should=(MatchAny("vendor", q.vendors), IsEmpty("vendor"))))
     if q.amount_min is not None or q.amount_max is not None:
