@@ -85,15 +85,18 @@ def memexfs_cmd(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def mounted(vault: Path, mnt: Path, *extra: str, timeout: float = 60.0) -> Iterator[Mount]:
-    """Mount ``vault`` on ``mnt`` with the daemon in the foreground of a child process."""
+def mounted(vault: Path, mnt: Path, *extra: str, timeout: float = 60.0,
+            program: list[str] | None = None) -> Iterator[Mount]:
+    """Mount ``vault`` on ``mnt`` with the daemon in the foreground of a child process.
+
+    ``program`` replaces the ``python -m memexfs.cli`` launcher (a wrapper script, prlimit...).
+    """
     vault.mkdir(parents=True, exist_ok=True)
     mnt.mkdir(parents=True, exist_ok=True)
     log = mnt.parent / f"{mnt.name}.daemon.log"
+    argv = [*(program or memexfs_cmd()), "mount", "--foreground", *extra, str(vault), str(mnt)]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(memexfs_cmd("mount", "--foreground", *extra, str(vault),
-                                            str(mnt)),
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     m = Mount(vault, mnt, proc, log)
     try:
         deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ The daemon runs through ``faulty_daemon.py``, which plants RuntimeErrors inside 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount.posix import outcome
-from tests.mounting import REPO, Mount, is_mounted, unmount
+from tests.mounting import Mount, is_mounted, mounted
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(120)]
 
@@ -31,21 +30,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     # Written around the mount, so the first read of it reaches the daemon (not the page cache).
     (vault / "boom-io-read.bin").write_bytes(b"\0" * 4096)
     (vault / "fine.bin").write_bytes(b"\0fine")
-    log = base / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(FAULTY), "mount", "--foreground",
-                                 "--no-watch", str(vault), str(mnt)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    m = Mount(vault, mnt, proc, log)
-    try:
-        deadline = time.monotonic() + 60
-        while not is_mounted(str(mnt)):
-            assert proc.poll() is None, m.log_text()
-            assert time.monotonic() < deadline, m.log_text()
-            time.sleep(0.05)
+    with mounted(vault, mnt, "--no-watch", program=[sys.executable, str(FAULTY)]) as m:
         yield m
-    finally:
-        unmount(m)
 
 
 def _still_serving(m: Mount) -> None:

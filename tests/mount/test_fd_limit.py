@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.mount.posix import outcome
-from tests.mounting import REPO, Mount, is_mounted, unmount
+from tests.mounting import Mount, mounted
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(180)]
 
@@ -39,23 +37,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
         (vault / d).mkdir(parents=True)
         for i in range(ENTRIES):
             (vault / d / f"f{i:04d}.bin").write_bytes(b"\0")
-    mnt.mkdir()
-    log = base / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["prlimit", f"--nofile={LIMIT}:{LIMIT}", sys.executable, "-m",
-                                 "memexfs.cli", "mount", "--foreground", "--no-watch",
-                                 str(vault), str(mnt)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    m = Mount(vault, mnt, proc, log)
-    try:
-        deadline = time.monotonic() + 60
-        while not is_mounted(str(mnt)):
-            assert proc.poll() is None, m.log_text()
-            assert time.monotonic() < deadline, m.log_text()
-            time.sleep(0.05)
+    launcher = ["prlimit", f"--nofile={LIMIT}:{LIMIT}", sys.executable, "-m", "memexfs.cli"]
+    with mounted(vault, mnt, "--no-watch", program=launcher) as m:
         yield m
-    finally:
-        unmount(m)
 
 
 def test_walk_more_entries_than_descriptors(small: Mount) -> None:
