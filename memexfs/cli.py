@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let other users in (adds default_permissions)")
     m.add_argument("--today", type=_date, help="reference date for 'last quarter' etc.")
     m.add_argument("--encoder", help="encoder name (default: the package default)")
+    m.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
     m.add_argument("--no-watch", action="store_true",
                    help="don't watch the vault for changes made around the mount")
     m.add_argument("--debug", action="store_true", dest="fuse_debug", help=argparse.SUPPRESS)
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("index", help="index a vault that is not mounted (bulk)")
     i.add_argument("source")
     i.add_argument("--encoder")
+    i.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
 
     q = sub.add_parser("search", help="search a vault (the same engine as /q folders)")
     q.add_argument("source")
@@ -128,9 +130,9 @@ def _stats(mnt: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def offline(source: str) -> Iterator[tuple[Any, Any]]:
+def offline(source: str, qdrant_url: str | None = None) -> Iterator[tuple[Any, Any]]:
     """A vault that no daemon serves, locked for us: (vault, store), closed on exit."""
-    from memexfs.store import EdgeStore
+    from memexfs.store import open_store
     from memexfs.vault import Vault, VaultLock
 
     if not os.path.isdir(source):
@@ -142,7 +144,7 @@ def offline(source: str) -> Iterator[tuple[Any, Any]]:
     except VaultLocked as exc:
         raise CliError(f"{source}: {exc}", EXIT_BUSY) from None
     try:
-        store = EdgeStore(vault.index_dir, dim=384)
+        store = open_store(vault, qdrant_url)
         try:
             yield vault, store
         finally:
@@ -196,7 +198,8 @@ def cmd_mount(a: argparse.Namespace) -> int:
         raise CliError(f"{a.mountpoint} is already a MemexFS mount", EXIT_BUSY)
     opts = MountOptions(a.source, a.mountpoint, foreground=a.foreground,
                         allow_other=a.allow_other, debug=a.fuse_debug or a.debug,
-                        today=a.today, encoder=a.encoder, watch=not a.no_watch)
+                        today=a.today, encoder=a.encoder, watch=not a.no_watch,
+                        qdrant_url=a.qdrant_url)
     try:
         return run_mount(opts)
     except VaultLocked as exc:
@@ -292,7 +295,7 @@ def cmd_index(a: argparse.Namespace) -> int:
     from memexfs.indexer import Indexer
     from memexfs.pipeline import pipeline_factory
 
-    with offline(a.source) as (vault, store):
+    with offline(a.source, a.qdrant_url) as (vault, store):
         # The daemon's own indexer, without a mount or watcher: one code path for both.
         indexer = Indexer(vault, store, pipeline_factory(vault, store, a.encoder), watch=False)
 

@@ -399,3 +399,18 @@ class EdgeStore:
                     shard.close()
                 except Exception:  # closing must not mask the caller's own error
                     log.exception("closing a shard failed")
+
+
+def open_store(vault: Any, qdrant_url: str | None = None, dim: int = 384) -> Store:
+    """The vault's store: Qdrant Edge in ``.memexfs/index`` or, once a vault was given a
+    ``qdrant_url`` (remembered in ``.memexfs/config.json``), collections on that server."""
+    config = vault.read_json("config.json")
+    url = qdrant_url or config.get("qdrant_url")
+    if not url:
+        return EdgeStore(vault.index_dir, dim)
+    from memexfs.store_server import ServerStore, collection_prefix
+
+    store = ServerStore(dim, url=str(url), prefix=collection_prefix(str(vault.root)))
+    if qdrant_url and config.get("qdrant_url") != qdrant_url:  # remembered once it worked
+        vault.write_json("config.json", {**config, "qdrant_url": qdrant_url})
+    return store

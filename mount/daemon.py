@@ -25,7 +25,7 @@ import trio
 from memexfs.errors import MemexError
 from memexfs.indexer import Indexer
 from memexfs.pipeline import pipeline_factory
-from memexfs.store import EdgeStore
+from memexfs.store import Store, open_store
 from memexfs.vault import Vault, VaultLock
 from mount.ops import MemexOperations
 from mount.virtual import ControlTree, QueryTree, RelatedTree, SearchBackend
@@ -43,6 +43,7 @@ class MountOptions:
     today: date | None = None
     encoder: str | None = None
     watch: bool = True
+    qdrant_url: str | None = None
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -76,7 +77,7 @@ def _setup_logging(vault: Vault, opts: MountOptions) -> None:
 class Engine:
     """Lazy query engine: the encoder loads in the background; searches wait for it."""
 
-    def __init__(self, store: EdgeStore, encoder_name: str | None, today: date | None) -> None:
+    def __init__(self, store: Store, encoder_name: str | None, today: date | None) -> None:
         self.store = store
         self.encoder_name = encoder_name
         self.today = today
@@ -107,7 +108,7 @@ class Engine:
             self._engine.invalidate()
 
 
-async def serve(opts: MountOptions, vault: Vault, store: EdgeStore,
+async def serve(opts: MountOptions, vault: Vault, store: Store,
                 ready: Callable[[], None]) -> None:
     engine = Engine(store, opts.encoder, opts.today)
     owner = (os.getuid(), os.getgid())
@@ -233,7 +234,7 @@ def run_mount(opts: MountOptions) -> int:
     with ExitStack() as stack:
         stack.callback(lock.release)
         try:
-            store = EdgeStore(vault.index_dir, dim=384)
+            store = open_store(vault, opts.qdrant_url)
             stack.callback(store.close)
             trio.run(serve, opts, vault, store, ready)
         except MemexError as exc:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from memexfs.schema import FileRecord, location_payload
-from memexfs.store import ChunkPoint, ChunkQuery, EdgeStore, Filter, Match
+from memexfs.store import ChunkPoint, ChunkQuery, EdgeStore, Filter, Match, Store
+from memexfs.store_server import ServerStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,9 +31,17 @@ def _points(fid: str, path: str, texts: list[str], seed: int = 0) -> list[ChunkP
             for i, t in enumerate(texts)]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EdgeStore]:
-    s = EdgeStore(tmp_path / "index", DIM)
+@pytest.fixture(params=["edge", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Both backends must keep the same contract; the server one runs on qdrant-client's local
+    mode (the same API a Qdrant server answers)."""
+    s: Store
+    if request.param == "edge":
+        s = EdgeStore(tmp_path / "index", DIM)
+    else:
+        from qdrant_client import QdrantClient
+
+        s = ServerStore(DIM, client=QdrantClient(location=":memory:"), prefix="t")
     yield s
     s.close()
 
@@ -41,7 +50,7 @@ def _fid(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
-def test_catalog_round_trip_and_lookup_by_path(store: EdgeStore) -> None:
+def test_catalog_round_trip_and_lookup_by_path(store: Store) -> None:
     rec = FileRecord(_fid(1), "a/b/c.txt", 10, 5, ino=7, fields={"kind": "note"})
     store.put_file(rec)
     assert store.get_file(rec.file_id) == rec
@@ -58,7 +67,7 @@ def test_catalog_round_trip_and_lookup_by_path(store: EdgeStore) -> None:
     assert store.count_files(Filter(must=(Match("dirs", "a"),))) == 0
 
 
-def test_put_chunks_replaces_and_trims_the_tail(store: EdgeStore) -> None:
+def test_put_chunks_replaces_and_trims_the_tail(store: Store) -> None:
     fid = _fid(2)
     store.put_chunks(fid, _points(fid, "n.md", ["one", "two", "three"]))
     assert store.count_chunks(Filter(must=(Match("file_id", fid),))) == 3
@@ -69,7 +78,7 @@ def test_put_chunks_replaces_and_trims_the_tail(store: EdgeStore) -> None:
     assert np.allclose(store.chunk_vectors(fid)["h10"], _vec(10), atol=1e-6)
 
 
-def test_every_chunk_has_dense_and_sparse_vectors(store: EdgeStore) -> None:
+def test_every_chunk_has_dense_and_sparse_vectors(store: Store) -> None:
     fid = _fid(3)
     store.put_chunks(fid, _points(fid, "r.txt", ["zebra crossing", "kettle boil"], seed=20))
     sparse = store.search(ChunkQuery(limit=5, text="zebra", mode="sparse"))
@@ -79,7 +88,7 @@ def test_every_chunk_has_dense_and_sparse_vectors(store: EdgeStore) -> None:
     assert dense[0].score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_move_changes_payload_only(store: EdgeStore) -> None:
+def test_move_changes_payload_only(store: Store) -> None:
     fid = _fid(4)
     store.put_chunks(fid, _points(fid, "old/n.md", ["alpha", "beta"], seed=30))
     before = store.chunk_vectors(fid)
@@ -91,7 +100,7 @@ def test_move_changes_payload_only(store: EdgeStore) -> None:
     assert store.count_chunks(Filter(must=(Match("dirs", "old"),))) == 0
 
 
-def test_delete_file_removes_catalog_and_points_only_of_that_file(store: EdgeStore) -> None:
+def test_delete_file_removes_catalog_and_points_only_of_that_file(store: Store) -> None:
     a, b = _fid(5), _fid(6)
     for fid, path in ((a, "a.txt"), (b, "b.txt")):
         store.put_file(FileRecord(fid, path, 1, 1, status="indexed", chunks=2))
@@ -115,3 +124,15 @@ def test_data_survives_reopen(tmp_path: Path) -> None:
         assert s2.count_chunks() == 1
     finally:
         s2.close()
+
+
+def test_unreachable_server_is_one_clear_error_and_not_remembered(tmp_path: Path) -> None:
+    from memexfs.errors import IndexUnavailable
+    from memexfs.store import open_store
+    from memexfs.vault import Vault
+
+    vault = Vault.open(tmp_path)
+    with pytest.raises(IndexUnavailable, match="unavailable"):
+        open_store(vault, "http://127.0.0.1:9")  # the discard port: nothing listens
+    assert "qdrant_url" not in vault.read_json("config.json")
+    open_store(vault).close()  # still the local Edge store
