@@ -130,7 +130,8 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
                       on_change=on_change, watch=opts.watch, on_outside=on_outside)
     ops = MemexOperations(str(vault.root), sink=indexer)
     ops_ref.append(ops)
-    backend = SearchBackend(engine.search, engine.related, lambda: indexer.stats.generation)
+    backend = SearchBackend(engine.search, engine.related, lambda: indexer.stats.generation,
+                            ready=lambda: indexer.pipeline is not None)
     qtree = QueryTree(ops.inodes, backend, str(vault.root), owner,
                       str(vault.state / "saved-queries.json"))
     rtree = RelatedTree(ops.inodes, backend, str(vault.root), owner)

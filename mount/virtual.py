@@ -33,6 +33,7 @@ from mount.inodes import InodeTable, Node
 log = logging.getLogger(__name__)
 
 SEARCH_DEADLINE_S = 10.0
+STARTUP_DEADLINE_S = 120.0
 DIR_TIMEOUT_S = 1.0
 RESULTS = ".results"
 
@@ -106,10 +107,12 @@ class SearchBackend:
 
     def __init__(self, search: Callable[[tuple[str, ...]], tuple[list[Any], str | None]],
                  related: Callable[[str], tuple[list[Any], str | None]],
-                 generation: Callable[[], int]) -> None:
+                 generation: Callable[[], int],
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.search = search
         self.related = related
         self.generation = generation
+        self.ready = ready  # False while the encoder still loads (seconds, once per mount)
 
 
 class BaseTree(abc.ABC):
@@ -174,7 +177,9 @@ class BaseTree(abc.ABC):
         if cached is not None and cached.generation == gen:
             return cached
         try:
-            with trio.fail_after(SEARCH_DEADLINE_S):
+            # The first search may have to wait for the encoder to load: that is not slowness.
+            deadline = SEARCH_DEADLINE_S if self.backend.ready() else STARTUP_DEADLINE_S
+            with trio.fail_after(deadline):
                 hits, reason = await trio.to_thread.run_sync(
                     self._run, segments, limiter=self.limiter)
         except trio.TooSlowError:
