@@ -673,26 +673,25 @@ class MemexOperations(pyfuse3.Operations):
         """
         stale: list[int] = []
         for rel in paths:
-            parent_rel, _, name = rel.rpartition("/")
-            try:
-                pst = os.lstat(os.path.join(self.vault_root, parent_rel))
-            except OSError:
-                continue
-            parent = self.inodes.by_key((pst.st_dev, pst.st_ino))
+            parent = self._known(rel.rpartition("/")[0])
             if parent is not None:
                 try:
                     pyfuse3.invalidate_entry_async(InodeT(parent.inode), FileNameT(
-                        os.fsencode(name)), ignore_enoent=True)
+                        os.fsencode(rel.rpartition("/")[2])), ignore_enoent=True)
                 except (OSError, pyfuse3.FUSEError):
                     pass
-            try:
-                st = os.lstat(os.path.join(self.vault_root, rel))
-            except OSError:
-                continue
-            node = self.inodes.by_key((st.st_dev, st.st_ino))
+            node = self._known(rel)
             if node is not None:
                 stale.append(node.inode)
         return stale
+
+    def _known(self, rel: str) -> Node | None:
+        """The node the kernel holds for a vault path, (lstat in the vault, never the mount)."""
+        try:
+            st = os.lstat(os.path.join(self.vault_root, rel))
+        except OSError:
+            return None
+        return self.inodes.by_key((st.st_dev, st.st_ino))
 
     def close(self) -> None:
         for h in self._handles.values():
