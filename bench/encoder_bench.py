@@ -69,14 +69,18 @@ def make_texts(n_queries: int, n_chunks: int, count: Callable[[str], int]) -> di
     return {"short": qs[:n_queries], "chunk": chunks}
 
 
-def timeit(fn: Callable[[], object], reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median seconds per call of each function, repetitions interleaved (A B C A B C ...): drift
+    in a shared machine's load then hits every variant alike. One warm-up call each first."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -84,7 +88,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--queries", type=int, default=512)
     ap.add_argument("--chunks", type=int, default=96)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-ndcg", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "encoder_bench.json")
     args = ap.parse_args()
@@ -140,8 +144,8 @@ def main() -> None:
     for kind, tx in texts.items():
         ntok = sum(min(teacher.count_tokens(t), teacher.max_tokens) for t in tx)
         runs[kind] = {}
-        for name, fn in variants.items():
-            dt = timeit(lambda fn=fn, tx=tx: fn(tx), args.reps)  # type: ignore[misc]
+        calls = {name: (lambda fn=fn, tx=tx: fn(tx)) for name, fn in variants.items()}
+        for name, dt in interleaved(calls, args.reps).items():  # type: ignore[arg-type]
             runs[kind][name] = {
                 "sentences_per_s": len(tx) / dt,
                 "tokens_per_s": ntok / dt,

