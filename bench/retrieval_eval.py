@@ -7,7 +7,8 @@ indexed as files ``cisi/<id>.txt`` (title + abstract, chunked like the pipeline 
 personal-dev goes through the real pipeline (extract -> fields -> chunk -> embed -> upsert) and its
 queries through ``query.parse`` with their own ``today``. Every fusion variant runs on the same
 index in one process. Prints a table; writes ``bench/results/retrieval_eval.json``.
-Embeddings are cached in ``bench/results/cache/`` (keyed by encoder and text) between runs.
+Embeddings are cached in ``bench/results/cache/`` (keyed by the encoder's name and the text)
+between runs.
 """
 
 from __future__ import annotations
@@ -242,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     from embed import load_encoder
     from memexfs.store import EdgeStore
 
-    enc = CachedEncoder(load_encoder(args.encoder), RESULTS / "cache" / f"{args.encoder}.npz")
+    inner = load_encoder(args.encoder)
+    # keyed by the encoder's own name, which changes whenever its vectors do
+    enc = CachedEncoder(inner, RESULTS / "cache" / f"{inner.name}.npz")
     report: dict[str, Any] = {"encoder": enc.name, "k": K, "sets": {}}
     for name in args.sets.split(","):
         with tempfile.TemporaryDirectory(prefix="memexfs-eval-") as tmp:

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_ENCODER", "ENCODER_NAMES", "Encoder", "load_encoder"]
 
-# The one switch for the default: "ternary" since cortex-b158-v1 holds the STS-B floor
-# (81.92 test Spearman vs 82.03 for the fp32 teacher; floor 80.0, see embed/cortex-b158-v1.json).
+# The one switch for the default: "ternary" since Cortex holds the STS-B floor (81.90 test
+# Spearman with 8-bit attention, 82.03 for the fp32 teacher; floor 80.0; export report in
+# embed/cortex-b158-v1.json).
 DEFAULT_ENCODER = "ternary"
 ENCODER_NAMES = ("minilm", "ternary")
 

@@ -70,7 +70,9 @@ def length_batches(lengths: list[int]) -> list[list[int]]:
 class TernaryEncoder:
     """Cortex encoder; `kernel` forces a path ("vnni", "avx2", "scalar", "reference")."""
 
-    name = "cortex-b158-v1"
+    # Names the computation, not just the weights: 8-bit attention changed the vectors slightly,
+    # and a vault re-embeds files whose recorded encoder name differs.
+    name = "cortex-b158-v1-a8"
     dim = HIDDEN
     max_tokens = MAX_TOKENS
 

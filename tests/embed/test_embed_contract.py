@@ -43,7 +43,7 @@ def test_encoder_contract(name: str) -> None:
     assert isinstance(enc, embed.Encoder)
     assert enc.dim == 384
     assert enc.max_tokens == 256
-    assert enc.name in {"minilm-l6-v2", "cortex-b158-v1"}
+    assert enc.name in {"minilm-l6-v2", "cortex-b158-v1-a8"}
     v = enc.encode(TEXTS)
     assert v.dtype == np.float32
     assert v.shape == (len(TEXTS), 384)
