@@ -381,51 +381,89 @@ VNNI_TARGET static inline __m512i att_codes16(__m512 v, __m512 s) {
     return _mm512_cvtps_epi32(r);
 }
 
-/* att_prepare for d == 32, vectorised; identical codes and scales. */
+/* Transposes 4 rows of 16 V codes into one 64-byte panel block [16 channels][4 rows]. */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void att_prepare_vnni(AttWork *w, const float *x, Py_ssize_t h, float scale) {
-    const Py_ssize_t n = w->n, d = 32, st = w->stride;
+static inline void att_v_block(__m128i r0, __m128i r1, __m128i r2, __m128i r3, int8_t *dst) {
+    __m128i a = _mm_unpacklo_epi8(r0, r1), b = _mm_unpacklo_epi8(r2, r3);
+    __m128i c = _mm_unpackhi_epi8(r0, r1), e = _mm_unpackhi_epi8(r2, r3);
+    _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(a, b));
+    _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(a, b));
+    _mm_storeu_si128((__m128i *)(dst + 32), _mm_unpacklo_epi16(c, e));
+    _mm_storeu_si128((__m128i *)(dst + 48), _mm_unpackhi_epi16(c, e));
+}
+
+VNNI_TARGET static inline __m128i att_codes16x8(__m512 v, __m512 s) {
+    return _mm512_cvtepi32_epi8(att_codes16(v, s));
+}
+
+/* att_prepare for every head of one sequence (d == 32) in two passes over its rows, so each row
+ * of qkv is read while it is in cache; identical codes and scales to att_prepare. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void att_prepare_all_vnni(AttWork *W, const float *x, float scale, float *vmax) {
+    const Py_ssize_t n = W[0].n, heads = W[0].heads, d = 32, st = W[0].stride, n4 = W[0].n4;
     const __m512 qmax = _mm512_set1_ps(ACT_QMAX), eps = _mm512_set1_ps(EPS);
-    memset(w->kp + (n / 16) * 16 * d, 0, (size_t)((w->n16 - n / 16 * 16) * d));
-    memset(w->ksum + n, 0, (size_t)(w->n16 - n) * sizeof(int32_t));
-    memset(w->vp, 0, (size_t)(w->n4 * d));
-    __m512 vm0 = _mm512_setzero_ps(), vm1 = _mm512_setzero_ps();
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const float *q = x + i * st + h * d, *k = q + w->heads * d, *v = k + w->heads * d;
-        __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16);
-        float amax = fmaxf(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(q0), _mm512_abs_ps(q1))), EPS);
-        w->aq[i] = amax / ACT_QMAX;
-        __m512 sv = _mm512_set1_ps(ACT_QMAX / amax);
-        const __m512i off = _mm512_set1_epi32(128);
-        _mm_storeu_si128((__m128i *)(w->qq + i * d), _mm512_cvtepi32_epi8(_mm512_add_epi32(att_codes16(q0, sv), off)));
-        _mm_storeu_si128((__m128i *)(w->qq + i * d + 16), _mm512_cvtepi32_epi8(_mm512_add_epi32(att_codes16(q1, sv), off)));
-        __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
-        amax = fmaxf(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(k0), _mm512_abs_ps(k1))), EPS);
-        w->ck[i] = (amax / ACT_QMAX) * scale;
-        sv = _mm512_set1_ps(ACT_QMAX / amax);
-        __m512i c0 = att_codes16(k0, sv), c1 = att_codes16(k1, sv);
-        w->ksum[i] = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
-        int8_t codes[32];
-        _mm_storeu_si128((__m128i *)codes, _mm512_cvtepi32_epi8(c0));
-        _mm_storeu_si128((__m128i *)(codes + 16), _mm512_cvtepi32_epi8(c1));
-        int8_t *panel = w->kp + (i / 16) * 16 * d + (i % 16) * 4;
-        for (int t = 0; t < 8; t++) memcpy(panel + t * 64, codes + t * 4, 4);
-        vm0 = _mm512_max_ps(vm0, _mm512_abs_ps(_mm512_loadu_ps(v)));
-        vm1 = _mm512_max_ps(vm1, _mm512_abs_ps(_mm512_loadu_ps(v + 16)));
+    const __m512i off = _mm512_set1_epi32(128);
+    for (Py_ssize_t h = 0; h < heads; h++) {
+        AttWork *w = &W[h];
+        memset(w->kp + (n / 16) * 16 * d, 0, (size_t)((w->n16 - n / 16 * 16) * d));
+        memset(w->ksum + n, 0, (size_t)(w->n16 - n) * sizeof(int32_t));
+        _mm512_storeu_ps(vmax + h * d, _mm512_setzero_ps());
+        _mm512_storeu_ps(vmax + h * d + 16, _mm512_setzero_ps());
     }
-    vm0 = _mm512_max_ps(vm0, eps); vm1 = _mm512_max_ps(vm1, eps);
-    _mm512_storeu_ps(w->av, _mm512_div_ps(vm0, qmax));
-    _mm512_storeu_ps(w->av + 16, _mm512_div_ps(vm1, qmax));
-    const __m512 s0 = _mm512_div_ps(qmax, vm0), s1 = _mm512_div_ps(qmax, vm1);
-    for (Py_ssize_t j = 0; j < n; j++) {
-        const float *v = x + j * st + 2 * w->heads * d + h * d;
-        int8_t codes[32];
-        _mm_storeu_si128((__m128i *)codes, _mm512_cvtepi32_epi8(att_codes16(_mm512_loadu_ps(v), s0)));
-        _mm_storeu_si128((__m128i *)(codes + 16), _mm512_cvtepi32_epi8(att_codes16(_mm512_loadu_ps(v + 16), s1)));
-        int8_t *dst = w->vp + (j / 4) * 64 + j % 4;
-        for (int t = 0; t < 16; t++) dst[t * 4] = codes[t];
-        dst += 16 * w->n4;
-        for (int t = 0; t < 16; t++) dst[t * 4] = codes[16 + t];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *row = x + i * st;
+        for (Py_ssize_t h = 0; h < heads; h++) {
+            AttWork *w = &W[h];
+            const float *q = row + h * d, *k = q + heads * d, *v = k + heads * d;
+            __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16);
+            float amax = fmaxf(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(q0), _mm512_abs_ps(q1))), EPS);
+            w->aq[i] = amax / ACT_QMAX;
+            __m512 sv = _mm512_set1_ps(ACT_QMAX / amax);
+            _mm_storeu_si128((__m128i *)(w->qq + i * d), _mm512_cvtepi32_epi8(_mm512_add_epi32(att_codes16(q0, sv), off)));
+            _mm_storeu_si128((__m128i *)(w->qq + i * d + 16), _mm512_cvtepi32_epi8(_mm512_add_epi32(att_codes16(q1, sv), off)));
+            __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_loadu_ps(k + 16);
+            amax = fmaxf(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(k0), _mm512_abs_ps(k1))), EPS);
+            w->ck[i] = (amax / ACT_QMAX) * scale;
+            sv = _mm512_set1_ps(ACT_QMAX / amax);
+            __m512i c0 = att_codes16(k0, sv), c1 = att_codes16(k1, sv);
+            w->ksum[i] = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
+            int8_t codes[32];
+            _mm_storeu_si128((__m128i *)codes, _mm512_cvtepi32_epi8(c0));
+            _mm_storeu_si128((__m128i *)(codes + 16), _mm512_cvtepi32_epi8(c1));
+            int8_t *panel = w->kp + (i / 16) * 16 * d + (i % 16) * 4;
+            for (int t = 0; t < 8; t++) memcpy(panel + t * 64, codes + t * 4, 4);
+            float *vm = vmax + h * d;
+            _mm512_storeu_ps(vm, _mm512_max_ps(_mm512_loadu_ps(vm), _mm512_abs_ps(_mm512_loadu_ps(v))));
+            _mm512_storeu_ps(vm + 16, _mm512_max_ps(_mm512_loadu_ps(vm + 16), _mm512_abs_ps(_mm512_loadu_ps(v + 16))));
+        }
+    }
+    /* per head: scales; vmax becomes the code multipliers 127 / amax */
+    for (Py_ssize_t h = 0; h < heads; h++) {
+        float *vm = vmax + h * d;
+        __m512 m0 = _mm512_max_ps(_mm512_loadu_ps(vm), eps), m1 = _mm512_max_ps(_mm512_loadu_ps(vm + 16), eps);
+        _mm512_storeu_ps(W[h].av, _mm512_div_ps(m0, qmax));
+        _mm512_storeu_ps(W[h].av + 16, _mm512_div_ps(m1, qmax));
+        _mm512_storeu_ps(vm, _mm512_div_ps(qmax, m0));
+        _mm512_storeu_ps(vm + 16, _mm512_div_ps(qmax, m1));
+    }
+    const __m128i zero = _mm_setzero_si128();
+    for (Py_ssize_t j0 = 0; j0 < n4; j0 += 4) {
+        for (Py_ssize_t h = 0; h < heads; h++) {
+            const __m512 s0 = _mm512_loadu_ps(vmax + h * d), s1 = _mm512_loadu_ps(vmax + h * d + 16);
+            __m128i lo[4], hi[4];
+            for (int r = 0; r < 4; r++) {
+                if (j0 + r < n) {
+                    const float *v = x + (j0 + r) * st + 2 * heads * d + h * d;
+                    lo[r] = att_codes16x8(_mm512_loadu_ps(v), s0);
+                    hi[r] = att_codes16x8(_mm512_loadu_ps(v + 16), s1);
+                } else {
+                    lo[r] = hi[r] = zero;
+                }
+            }
+            int8_t *dst = W[h].vp + (j0 / 4) * 64;
+            att_v_block(lo[0], lo[1], lo[2], lo[3], dst);
+            att_v_block(hi[0], hi[1], hi[2], hi[3], dst + 16 * n4);
+        }
     }
 }
 
@@ -523,23 +561,33 @@ static void att_row_vnni(AttWork *w, Py_ssize_t i, float *o) {
 /* qkv rows of `seqs` sequences of `n` tokens -> out rows (heads * d floats each). */
 static int attention_run(const float *qkv, float *out, Py_ssize_t seqs, Py_ssize_t n,
                          Py_ssize_t heads, Py_ssize_t d, int path) {
-    AttWork w;
-    if (!att_alloc(&w, n, d, heads)) { att_free(&w); return 0; }
-    const float scale = 1.0f / sqrtf((float)d);
-    for (Py_ssize_t g = 0; g < seqs; g++) {
-        const float *x = qkv + g * n * w.stride;
-        for (Py_ssize_t h = 0; h < heads; h++) {
-            if (path == PATH_VNNI && d == 32) att_prepare_vnni(&w, x, h, scale);
-            else att_prepare(&w, x, h, scale);
-            for (Py_ssize_t i = 0; i < n; i++) {
-                float *o = out + (g * n + i) * heads * d + h * d;
-                if (path == PATH_VNNI && d == 32) att_row_vnni(&w, i, o);
-                else att_row_scalar(&w, i, o);
+    const int fast = path == PATH_VNNI && d == 32;
+    const Py_ssize_t nw = fast ? heads : 1; /* the fast path prepares all heads in one pass */
+    AttWork *W = calloc((size_t)nw, sizeof(AttWork));
+    float *vmax = fast ? malloc((size_t)(heads * d) * sizeof(float)) : NULL;
+    int ok = W != NULL && (!fast || vmax != NULL);
+    Py_ssize_t made = 0;
+    for (; ok && made < nw; made++) ok = att_alloc(&W[made], n, d, heads);
+    if (ok) {
+        const float scale = 1.0f / sqrtf((float)d);
+        for (Py_ssize_t g = 0; g < seqs; g++) {
+            const float *x = qkv + g * n * W[0].stride;
+            if (fast) att_prepare_all_vnni(W, x, scale, vmax);
+            for (Py_ssize_t h = 0; h < heads; h++) {
+                AttWork *w = &W[fast ? h : 0];
+                if (!fast) att_prepare(w, x, h, scale);
+                for (Py_ssize_t i = 0; i < n; i++) {
+                    float *o = out + (g * n + i) * heads * d + h * d;
+                    if (fast) att_row_vnni(w, i, o);
+                    else att_row_scalar(w, i, o);
+                }
             }
         }
     }
-    att_free(&w);
-    return 1;
+    for (Py_ssize_t i = 0; W != NULL && i < made; i++) att_free(&W[i]);
+    free(W);
+    free(vmax);
+    return ok;
 }
 
 /* ---------------------------------------------------------------- dispatch */
