@@ -6,8 +6,8 @@ kernel (``attention`` in ``embed/_kernels/cortex_kernels.c``) computes exactly t
 
 1. per token and head, Q and K get absmax int8 codes (the activation quantizer of the linears);
 2. ``s[i, j] = ((float)(qQ_i . qK_j) * aQ_i) * (aK_j * SCALE)``, SCALE = 1/sqrt(head size);
-3. ``e = exp2poly(max(s - max_j s, CUTOFF))`` (the polynomial below, float32 IEEE operations only,
-   so every implementation rounds alike), probabilities ``p = rint(255 e)`` as uint8, and the
+3. ``e = exp_poly(s - max_j s)`` (embed.floatops: float32 IEEE operations only, so every
+   implementation rounds alike), probabilities ``p = rint(255 e)`` as uint8, and the
    normaliser ``Z_i = sum_j p[i, j]`` is an exact integer;
 4. V gets absmax int8 codes per channel (over the sequence), ``acc = p @ qV`` in int32, and
    ``out = ((float)acc * aV) / (float)Z``.
@@ -20,29 +20,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from embed.floatops import exp_nonpos
 from embed.quant import ACT_QMAX, EPS
 
 F = np.float32
-# Constants as exact float32 bit patterns (the C kernel uses the same hex literals).
-LOG2E = F(float.fromhex("0x1.715476p+0"))
-LN2 = F(float.fromhex("0x1.62e43p-1"))
 CUTOFF = F(-6.5)  # exp(-6.5) * 255 = 0.38: rounds to probability 0
-POLY = tuple(  # Taylor coefficients of exp, Horner order: 1/120, 1/24, 1/6, 1/2, 1, 1
-    F(float.fromhex(h)) for h in ("0x1.111112p-7", "0x1.555556p-5", "0x1.555556p-3", "0x1p-1",
-                                  "0x1p+0", "0x1p+0")
-)
 P_MAX = F(255.0)
 
 
 def exp_poly(t: np.ndarray) -> np.ndarray:
-    """exp(t) for t in [CUTOFF, 0]: range reduction by powers of two and a degree-5 polynomial."""
-    t = np.maximum(t.astype(F), CUTOFF)
-    k = np.rint(t * LOG2E)
-    r = t - k * LN2
-    y = np.full_like(r, POLY[0])
-    for c in POLY[1:]:
-        y = y * r + c
-    return np.ldexp(y, k.astype(np.int32)).astype(F)
+    """exp(t) for t in [CUTOFF, 0] (embed.floatops.exp_nonpos with the attention floor)."""
+    return exp_nonpos(t, CUTOFF)
 
 
 def _quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

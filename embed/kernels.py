@@ -17,11 +17,13 @@ from types import ModuleType
 import numpy as np
 
 from embed.attention import attention_ref
+from embed.floatops import gelu
 from embed.quant import ACT_QMAX, EPS
 
 log = logging.getLogger(__name__)
 
 PATH_IDS = {"scalar": 0, "avx2": 1, "vnni": 2}
+ACTIVATIONS = {None: 0, "gelu": 1}  # applied to the linear's output (embed.floatops)
 REFERENCE = "reference"
 EXT_NAME = "embed._cortex_kernels"
 _ext: ModuleType | None = None
@@ -185,14 +187,21 @@ class Runner:
         return q, a
 
     def linear(
-        self, qa: tuple[np.ndarray, np.ndarray], lin: TernaryLinear, out_role: str | None = None
+        self,
+        qa: tuple[np.ndarray, np.ndarray],
+        lin: TernaryLinear,
+        out_role: str | None = None,
+        act: str | None = None,
     ) -> np.ndarray:
-        """out = dequant(q @ w.T) + b; with out_role the result lives in a reused work array
-        (valid until the next call with that role), else in a fresh one."""
+        """out = act(dequant(q @ w.T) + b), act None or "gelu" (fused into the kernel's output);
+        with out_role the result lives in a reused work array (valid until the next call with
+        that role), else in a fresh one."""
         q, a = qa
         m = q.shape[0]
+        act_id = ACTIVATIONS[act]
         if self.ext is None:
-            return matmul_torch(q, a, lin.torch_weight(), lin.ws, lin.b)
+            out_ref = matmul_torch(q, a, lin.torch_weight(), lin.ws, lin.b)
+            return gelu(out_ref) if act_id else out_ref
         if out_role is None:
             out = np.empty((m, lin.n), dtype=np.float32)
         else:
@@ -212,6 +221,7 @@ class Runner:
                 lin.k,
                 lin.n,
                 pid,
+                act_id,
             )
 
         self._run(part, self._split(m))

