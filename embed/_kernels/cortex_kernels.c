@@ -127,6 +127,95 @@ VNNI_TARGET static inline __m512 gelu16(__m512 x) {
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(one, _mm512_castsi512_ps(yi)));
 }
 
+/* ---------------------------------------------------------------- residual add + LayerNorm + quantize
+ * h = LayerNorm(y + h) * gamma + beta in place, then h's int8 codes for the next linear layer.
+ * Sums run in 16 lanes (first chunk loaded, later chunks added in order) and the lanes are then
+ * added one after another: the order embed/floatops.py's add_layer_norm spells out. */
+#define LN_EPS 0x1.197998p-40f
+
+static void add_ln_scalar(const float *y, float *h, const float *g, const float *b, Py_ssize_t m,
+                          Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const float *yr = y + i * n;
+        float *hr = h + i * n;
+        float acc[16], acc2[16];
+        for (Py_ssize_t j = 0; j < n; j++) {
+            float x = yr[j] + hr[j];
+            hr[j] = x;
+            if (j < 16) acc[j] = x;
+            else acc[j % 16] += x;
+        }
+        float sum = acc[0];
+        for (int l = 1; l < 16; l++) sum += acc[l];
+        const float mean = sum / (float)n;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            float d = hr[j] - mean;
+            if (j < 16) acc2[j] = d * d;
+            else acc2[j % 16] += d * d;
+        }
+        float sq = acc2[0];
+        for (int l = 1; l < 16; l++) sq += acc2[l];
+        const float rstd = 1.0f / sqrtf(sq / (float)n + LN_EPS);
+        for (Py_ssize_t j = 0; j < n; j++) hr[j] = ((hr[j] - mean) * rstd) * g[j] + b[j];
+    }
+}
+
+VNNI_TARGET static inline float lanes_in_order(__m512 v) {
+    float l[16];
+    _mm512_storeu_ps(l, v);
+    float s = l[0];
+    for (int i = 1; i < 16; i++) s += l[i];
+    return s;
+}
+
+/* n % 16 == 0: the same operations, 16 columns at a time, with the quantization fused. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void add_ln_quant_avx512(const float *y, float *h, const float *g, const float *b,
+                                uint8_t *q, float *a, Py_ssize_t m, Py_ssize_t n) {
+    const __m512 lo = _mm512_set1_ps(-ACT_QMAX), hi = _mm512_set1_ps(ACT_QMAX);
+    const __m512i off = _mm512_set1_epi32(128);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const float *yr = y + i * n;
+        float *hr = h + i * n;
+        __m512 acc = _mm512_add_ps(_mm512_loadu_ps(yr), _mm512_loadu_ps(hr));
+        _mm512_storeu_ps(hr, acc);
+        for (Py_ssize_t j = 16; j < n; j += 16) {
+            __m512 x = _mm512_add_ps(_mm512_loadu_ps(yr + j), _mm512_loadu_ps(hr + j));
+            _mm512_storeu_ps(hr + j, x);
+            acc = _mm512_add_ps(acc, x);
+        }
+        const __m512 mean = _mm512_set1_ps(lanes_in_order(acc) / (float)n);
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(hr), mean);
+        __m512 acc2 = _mm512_mul_ps(d, d);
+        for (Py_ssize_t j = 16; j < n; j += 16) {
+            d = _mm512_sub_ps(_mm512_loadu_ps(hr + j), mean);
+            acc2 = _mm512_add_ps(acc2, _mm512_mul_ps(d, d));
+        }
+        const __m512 rstd = _mm512_set1_ps(1.0f / sqrtf(lanes_in_order(acc2) / (float)n + LN_EPS));
+        __m512 mx = _mm512_setzero_ps();
+        for (Py_ssize_t j = 0; j < n; j += 16) {
+            d = _mm512_sub_ps(_mm512_loadu_ps(hr + j), mean);
+            __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(d, rstd), _mm512_loadu_ps(g + j)),
+                                     _mm512_loadu_ps(b + j));
+            _mm512_storeu_ps(hr + j, v);
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+        }
+        /* the activation quantizer (quantize_rows_avx512), on the row just written */
+        float amax = fmaxf(_mm512_reduce_max_ps(mx), EPS);
+        const float sc = ACT_QMAX / amax;
+        a[i] = amax / ACT_QMAX;
+        const __m512 vs = _mm512_set1_ps(sc);
+        uint8_t *qr = q + i * n;
+        for (Py_ssize_t j = 0; j < n; j += 16) {
+            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(hr + j), vs);
+            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            __m512i iv = _mm512_add_epi32(_mm512_cvtps_epi32(v), off);
+            _mm_storeu_si128((__m128i *)(qr + j), _mm512_cvtepi32_epi8(iv));
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- matmul: scalar */
 static void mm_scalar(const uint8_t *q, const float *a, Py_ssize_t m, Py_ssize_t k,
                       const int8_t *w, const int32_t *wsum, const float *ws, const float *b,
@@ -793,10 +882,42 @@ static PyObject *py_attention(PyObject *self, PyObject *args) {
     return ret;
 }
 
+/* add_ln_quant(y f32 (m,n), h f32 (m,n) in/out, gamma f32 (n,), beta f32 (n,), q u8 (m,n) out,
+ *              a f32 (m,) out, m, n, path) */
+static PyObject *py_add_ln_quant(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer y, h, g, b, q, a;
+    Py_ssize_t m, n;
+    int path;
+    if (!PyArg_ParseTuple(args, "y*w*y*y*w*w*nni", &y, &h, &g, &b, &q, &a, &m, &n, &path))
+        return NULL;
+    PyObject *ret = NULL;
+    if (!path_supported(path)) {
+        PyErr_SetString(PyExc_ValueError, "kernel path not supported on this CPU");
+    } else if (n < 16 || n % 16) {
+        PyErr_SetString(PyExc_ValueError, "add_ln_quant: n must be a positive multiple of 16");
+    } else if (need(&y, m * n * 4, "y") && need(&h, m * n * 4, "h") && need(&g, n * 4, "gamma") &&
+               need(&b, n * 4, "beta") && need(&q, m * n, "q") && need(&a, m * 4, "a")) {
+        Py_BEGIN_ALLOW_THREADS
+        if (path == PATH_VNNI) add_ln_quant_avx512(y.buf, h.buf, g.buf, b.buf, q.buf, a.buf, m, n);
+        else {
+            add_ln_scalar(y.buf, h.buf, g.buf, b.buf, m, n);
+            quantize_rows(h.buf, m, n, q.buf, a.buf);
+        }
+        Py_END_ALLOW_THREADS
+        ret = Py_None;
+        Py_INCREF(ret);
+    }
+    PyBuffer_Release(&y); PyBuffer_Release(&h); PyBuffer_Release(&g); PyBuffer_Release(&b);
+    PyBuffer_Release(&q); PyBuffer_Release(&a);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
     {"supported_paths", py_supported_paths, METH_NOARGS, "Kernel paths this CPU runs, best first."},
     {"quantize", py_quantize, METH_VARARGS, "Per-row absmax int8 quantization (u8 = q + 128)."},
     {"attention", py_attention, METH_VARARGS, "8-bit self-attention (see embed/attention.py)."},
+    {"add_ln_quant", py_add_ln_quant, METH_VARARGS, "Residual add + LayerNorm + quantize (in place)."},
     {"matmul", py_matmul, METH_VARARGS, "Ternary x int8 matmul with fused dequantize + bias."},
     {NULL, NULL, 0, NULL},
 };

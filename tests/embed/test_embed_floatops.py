@@ -56,3 +56,43 @@ def test_unknown_activation_is_refused() -> None:
             1, 4, 16, K.PATH_IDS["scalar"])
     with pytest.raises(ValueError, match="act"):
         ext.matmul(*args, 7)
+
+
+def test_add_layer_norm_matches_torch_layer_norm() -> None:
+    import torch
+
+    from embed.floatops import LN_EPS, add_layer_norm
+
+    rng = np.random.default_rng(5)
+    y, res = (rng.standard_normal((9, 384)).astype(np.float32) * 3 for _ in range(2))
+    gamma, beta = rng.standard_normal(384).astype(np.float32), rng.standard_normal(384).astype(
+        np.float32)
+    exact = torch.nn.functional.layer_norm(torch.from_numpy(y + res).double(), (384,),
+                                           torch.from_numpy(gamma).double(),
+                                           torch.from_numpy(beta).double(), eps=float(LN_EPS))
+    assert np.abs(add_layer_norm(y, res, gamma, beta) - exact.numpy()).max() < 1e-5
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 50), n16=st.integers(1, 30), scale=st.floats(1e-3, 1e3),
+       seed=st.integers(0, 2**32 - 1))
+def test_fused_add_ln_quant_equals_reference_on_every_path(m: int, n16: int, scale: float,
+                                                          seed: int) -> None:
+    from embed.floatops import add_layer_norm
+
+    rng = np.random.default_rng(seed)
+    n = 16 * n16
+    y = (rng.standard_normal((m, n)) * scale).astype(np.float32)
+    h0 = (rng.standard_normal((m, n)) * scale).astype(np.float32)
+    gamma = rng.uniform(0.1, 2, n).astype(np.float32)
+    beta = rng.standard_normal(n).astype(np.float32)
+    want_h = add_layer_norm(y, h0, gamma, beta)
+    want_q, want_a = K.quantize_ref(want_h)
+    for path in [*PATHS, K.REFERENCE]:
+        h = h0.copy()
+        q, a = K.Runner(path, threads=2).add_ln_quant(y, h, gamma, beta)
+        assert np.array_equal(h, want_h), path
+        codes = q.astype(np.int16) - (0 if path == K.REFERENCE else 128)
+        assert np.array_equal(codes, want_q), path
+        assert np.array_equal(a, want_a), path
