@@ -54,13 +54,15 @@ def _linear(tern: dict[str, np.ndarray], fl: dict[str, np.ndarray], *names: str)
     return TernaryLinear(w, ws, b)
 
 
-def length_batches(lengths: list[int]) -> list[list[int]]:
-    """Indices grouped by similar length (sorted), bounded in sequences and padded tokens."""
+def length_batches(lengths: list[int], parts: int = 1) -> list[list[int]]:
+    """Indices grouped by similar length (sorted), bounded in sequences and padded tokens; with
+    `parts` > 1 a small call is still cut into about that many batches (one per worker)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    cap = min(MAX_BATCH_TOKENS, max(1, -(-sum(lengths) // max(1, parts))))
     batches: list[list[int]] = []
     cur: list[int] = []
     for i in order:
-        if cur and (len(cur) >= MAX_BATCH_SEQS or (len(cur) + 1) * lengths[i] > MAX_BATCH_TOKENS):
+        if cur and (len(cur) >= MAX_BATCH_SEQS or (len(cur) + 1) * lengths[i] > cap):
             batches.append(cur)
             cur = []
         cur.append(i)
@@ -133,7 +135,7 @@ class TernaryEncoder:
             return out
         with self._lock:
             ids = self._tok.encode_batch(list(texts))
-            batches = length_batches([len(x) for x in ids])
+            batches = length_batches([len(x) for x in ids], len(self._workers))
             if self._pool is None or len(batches) == 1:
                 with self._torch.inference_mode():
                     for batch in batches:
