@@ -311,28 +311,51 @@ class BaseTree(abc.ABC):
         raise ReadOnly(f"{self.name} is read-only")
 
 
-# mkdir(2)/mkdirat(2) numbers per machine (see _creating_dir).
-_MKDIR_SYSCALLS = {"x86_64": {83, 258}, "aarch64": {34}, "arm64": {34}}.get(platform.machine(),
-                                                                            set())
+# System calls that make a name, per machine (see _caller_intent): mkdir(2)/mkdirat(2) apart,
+# open(2)/openat(2) only with O_CREAT (argument index of the flags), and the rest outright.
+_SYSCALLS: dict[str, dict[str, Any]] = {
+    "x86_64": {"mkdir": {83, 258}, "open": {2: 1, 257: 2},
+               # creat, mknod(at), symlink(at), link(at), rename(at/at2)
+               "make": {85, 133, 259, 88, 266, 86, 265, 82, 264, 316}},
+    "aarch64": {"mkdir": {34}, "open": {56: 2}, "make": {33, 36, 37, 38, 276}},
+}
+_SYSCALLS["arm64"] = _SYSCALLS["aarch64"]
+_NR = _SYSCALLS.get(platform.machine(), {})
 
 
-def _creating_dir(pid: int) -> bool:
-    """Is the caller's thread inside mkdir(2)?
+def _caller_intent(pid: int) -> str | None:
+    """Is the caller's thread inside a system call that makes a name: "mkdir", "create" or None?
 
-    Every name under /q is a query, so the kernel's lookup before ``mkdir /q/<name>`` always
-    finds a folder and answers EEXIST without ever asking us to save it. FUSE does not pass the
-    lookup's intent, but the caller's current system call is in /proc; when it is mkdir, the
-    lookup of an unsaved name answers ENOENT and the kernel goes on to our ``mkdir``. Where /proc
-    cannot tell (another arch, no permission), lookups stay positive and mkdir says EEXIST.
+    Every name under /q is a query, so the kernel's lookup before ``mkdir /q/<name>`` (or before
+    creating a file, a link or a rename target in a query folder) always finds a folder and
+    answers EEXIST/EISDIR itself, never asking us. FUSE does not pass the lookup's intent, but the
+    caller's current system call is in /proc; when it makes a name, the lookup of a name that is
+    not a saved query or a result answers ENOENT, so the kernel goes on to our mkdir (which saves
+    the query) or to a create/link/rename (which answer EROFS). Where /proc cannot tell (another
+    arch, no permission), lookups stay positive.
     """
-    if not _MKDIR_SYSCALLS or pid <= 0:
-        return False
+    if not _NR or pid <= 0:
+        return None
     try:
         with open(f"/proc/{pid}/syscall", "rb") as f:
-            head = f.read(16).split(b" ", 1)[0]
+            fields = f.read(200).split()
     except OSError:
-        return False
-    return head.isdigit() and int(head) in _MKDIR_SYSCALLS
+        return None
+    if not fields or not fields[0].isdigit():
+        return None
+    nr = int(fields[0])
+    if nr in _NR["mkdir"]:
+        return "mkdir"
+    if nr in _NR["make"]:
+        return "create"
+    flags_at = _NR["open"].get(nr)
+    if flags_at is not None and len(fields) > flags_at + 1:
+        try:
+            flags = int(fields[flags_at + 1], 16)
+        except ValueError:
+            return None
+        return "create" if flags & os.O_CREAT else None
+    return None
 
 
 def _check_name(name: str) -> None:
@@ -375,8 +398,8 @@ class QueryTree(BaseTree):
         obj: VObj = parent.virtual
         if obj.kind == "root":
             segments: tuple[str, ...] = (name,)
-            if name not in self.saved() and _creating_dir(ctx.pid):
-                raise pyfuse3.FUSEError(errno.ENOENT)  # let ``mkdir`` reach us and save it
+            if name not in self.saved() and _caller_intent(ctx.pid) is not None:
+                raise pyfuse3.FUSEError(errno.ENOENT)  # mkdir saves it; a create gets EROFS
             await self.listing(segments, ctx.uid, _gids(ctx))  # validates the query (EINVAL)
             return self.dir_node(segments, ctx.uid)
         if obj.kind != "dir":
@@ -386,6 +409,8 @@ class QueryTree(BaseTree):
         except pyfuse3.FUSEError as exc:
             if exc.errno != errno.ENOENT or name.startswith("."):
                 raise
+        if _caller_intent(ctx.pid) is not None:
+            raise pyfuse3.FUSEError(errno.ENOENT)  # making a name here: the maker says EROFS
         segments = (*obj.segments, name)  # not a result: a refinement
         await self.listing(segments, ctx.uid, _gids(ctx))
         return self.dir_node(segments, ctx.uid)
