@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -80,6 +80,31 @@ class Stats:
         return out
 
 
+
+class StatusMirror(dict[str, str]):
+    """path -> status, with the number of files per status kept as entries change: the loop
+    reports counts on every turn, and walking a large vault's mirror each time was O(files)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __setitem__(self, path: str, status: str) -> None:
+        old = self.get(path)
+        if old is not None:
+            self.counts[old] -= 1
+        super().__setitem__(path, status)
+        self.counts[status] += 1
+
+    def __delitem__(self, path: str) -> None:
+        self.counts[self[path]] -= 1
+        super().__delitem__(path)
+
+    def pop(self, path: str, *default: Any) -> Any:  # type: ignore[override]
+        if path in self:
+            self.counts[self[path]] -= 1
+        return super().pop(path, *default)
+
 class Indexer:
     def __init__(
         self,
@@ -104,7 +129,7 @@ class Indexer:
         self._announced: set[str] = set()  # "changed" ops not yet applied
         self._chunks_stale = True
         self._applying = 0  # ops taken off ``_ops`` and not yet applied
-        self._status: dict[str, str] = {}
+        self._status = StatusMirror()
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(1)  # extraction and store work
         self._encode_limiter = trio.CapacityLimiter(1)  # the encoder (uses every core itself)
@@ -198,9 +223,7 @@ class Indexer:
         self._recount()
 
     def _recount(self) -> None:
-        counts: dict[str, int] = {}
-        for st in self._status.values():
-            counts[st] = counts.get(st, 0) + 1
+        counts = self._status.counts
         s = self.stats
         s.files = len(self._status)
         s.indexed = counts.get(schema.INDEXED, 0)
