@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,8 +156,12 @@ class TernaryEncoder:
                             return done
                         done.append((batch, self._forward(run, [ids[i] for i in batch])))
 
+            futures = [self._pool.submit(work, run) for run in self._workers]
             try:
-                for fut in [self._pool.submit(work, run) for run in self._workers]:
+                # every worker is done before the lock is let go (even if one failed): the next
+                # call reuses their work buffers
+                wait(futures)
+                for fut in futures:
                     for batch, vecs in fut.result():
                         out[batch] = vecs
             finally:

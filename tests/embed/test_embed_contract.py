@@ -72,3 +72,27 @@ def test_concurrent_encode_matches_serial(name: str) -> None:
         parallel = list(pool.map(enc.encode, batches))
     for s, p in zip(serial, parallel, strict=True):
         assert np.allclose(s, p, atol=1e-6)
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_worker_fails_the_call_and_leaves_the_encoder_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from embed.ternary import TernaryEncoder
+
+    enc = TernaryEncoder(threads=2)
+    texts = [f"note {i} " + "word " * (5 * i) for i in range(12)]  # several length batches
+    want = enc.encode(texts)
+    real = enc._forward
+    calls = {"n": 0}
+
+    def flaky(run, seqs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom")
+        return real(run, seqs)
+
+    monkeypatch.setattr(enc, "_forward", flaky)
+    with pytest.raises(RuntimeError, match="boom"):
+        enc.encode(texts)
+    assert np.array_equal(enc.encode(texts), want)
