@@ -331,8 +331,11 @@ def _caller_intent(pid: int) -> str | None:
     answers EEXIST/EISDIR itself, never asking us. FUSE does not pass the lookup's intent, but the
     caller's current system call is in /proc; when it makes a name, the lookup of a name that is
     not a saved query or a result answers ENOENT, so the kernel goes on to our mkdir (which saves
-    the query) or to a create/link/rename (which answer EROFS). Where /proc cannot tell (another
-    arch, no permission), lookups stay positive.
+    the query) or to a create/link/rename (which answer EROFS). A lookup cannot tell the last
+    component of the caller's path from the ones before it: a query folder on that path that the
+    kernel has not cached yet answers ENOENT too, so such a call fails with ENOENT rather than
+    EROFS; either way nothing is written. Where /proc cannot tell (another arch, no
+    permission), lookups stay positive.
     """
     if not _NR or pid <= 0:
         return None
