@@ -49,8 +49,6 @@ VNNI_TARGET static inline float lanes_in_order(__m512 v) {
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void add_ln_quant_avx512(const float *y, float *h, const float *g, const float *b,
                                 uint8_t *q, float *a, Py_ssize_t m, Py_ssize_t n) {
-    const __m512 lo = _mm512_set1_ps(-ACT_QMAX), hi = _mm512_set1_ps(ACT_QMAX);
-    const __m512i off = _mm512_set1_epi32(128);
     for (Py_ssize_t i = 0; i < m; i++) {
         const float *yr = y + i * n;
         float *hr = h + i * n;
@@ -77,19 +75,7 @@ static void add_ln_quant_avx512(const float *y, float *h, const float *g, const 
             _mm512_storeu_ps(hr + j, v);
             mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
         }
-        /* the activation quantizer (quantize_rows_avx512), on the row just written */
-        float amax = fmaxf(_mm512_reduce_max_ps(mx), EPS);
-        const float sc = ACT_QMAX / amax;
-        a[i] = amax / ACT_QMAX;
-        const __m512 vs = _mm512_set1_ps(sc);
-        uint8_t *qr = q + i * n;
-        for (Py_ssize_t j = 0; j < n; j += 16) {
-            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(hr + j), vs);
-            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-            __m512i iv = _mm512_add_epi32(_mm512_cvtps_epi32(v), off);
-            _mm_storeu_si128((__m128i *)(qr + j), _mm512_cvtepi32_epi8(iv));
-        }
+        quantize_row_avx512(hr, n, _mm512_reduce_max_ps(mx), q + i * n, &a[i]);
     }
 }
 
