@@ -102,10 +102,10 @@ class TernaryEncoder:
         self._ln_emb = ln("ln_emb")
 
         def ln_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
-            return tuple(  # type: ignore[return-value]
-                np.ascontiguousarray(fl[f"{prefix}.{part}"], dtype=np.float32)
-                for part in ("weight", "bias")
-            )
+            def arr(part: str) -> np.ndarray:
+                return np.ascontiguousarray(fl[f"{prefix}.{part}"], dtype=np.float32)
+
+            return arr("weight"), arr("bias")
 
         self._layers = [
             _Layer(
