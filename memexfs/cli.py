@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
     m.add_argument("--no-watch", action="store_true",
                    help="don't watch the vault for changes made around the mount")
-    m.add_argument("--debug", action="store_true", dest="fuse_debug", help=argparse.SUPPRESS)
+    m.add_argument("--debug", action="store_true", dest="fuse_debug",
+                   help="log every FUSE request and verbose daemon logs")
 
     u = sub.add_parser("umount", help="unmount cleanly")
     u.add_argument("mountpoint")
