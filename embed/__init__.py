@@ -41,7 +41,7 @@ _cache: dict[str, Encoder] = {}
 _cache_lock = threading.Lock()
 
 
-def _build(name: str) -> Encoder:
+def _construct(name: str) -> Encoder:
     if name == "minilm":
         from embed.minilm import MiniLMEncoder
 
@@ -59,6 +59,6 @@ def load_encoder(name: str | None = None) -> Encoder:
     with _cache_lock:
         enc = _cache.get(key)
         if enc is None:
-            enc = _build(key)
+            enc = _construct(key)
             _cache[key] = enc
         return enc

@@ -12,6 +12,21 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "_kernels" / "cortex_kernels.c"
+HEADERS = tuple(SOURCE.parent.glob("*.h"))
+
+
+def built_path() -> Path:
+    """Where the in-place build lives (embed/_cortex_kernels<EXT_SUFFIX>)."""
+    return SOURCE.parent.parent / f"_cortex_kernels{sysconfig.get_config_var('EXT_SUFFIX')}"
+
+
+def is_stale() -> bool:
+    """An in-place build older than any of its sources (e.g. left over from an older checkout)."""
+    target = built_path()
+    if not target.exists():
+        return False
+    built = target.stat().st_mtime
+    return any(src.stat().st_mtime > built for src in (SOURCE, *HEADERS))
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11"]
 
 
@@ -20,8 +35,7 @@ def build_inplace() -> Path:
     from setuptools import Distribution, Extension
     from setuptools.command.build_ext import build_ext
 
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    target = SOURCE.parent.parent / f"_cortex_kernels{suffix}"
+    target = built_path()
     with tempfile.TemporaryDirectory() as tmp:
         ext = Extension("_cortex_kernels", [str(SOURCE)], extra_compile_args=FLAGS)
         dist = Distribution({"name": "cortex-kernels", "ext_modules": [ext]})

@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from types import ModuleType
 
 import numpy as np
@@ -26,31 +26,54 @@ PATH_IDS = {"scalar": 0, "avx2": 1, "vnni": 2}
 ACTIVATIONS = {None: 0, "gelu": 1}  # applied to the linear's output (embed.floatops)
 REFERENCE = "reference"
 EXT_NAME = "embed._cortex_kernels"
+KERNEL_ABI = 2  # CORTEX_ABI in embed/_kernels/cortex_kernels.c
 _ext: ModuleType | None = None
 _ext_tried = False
 _ext_lock = threading.Lock()
 
 
 def load_extension(build: bool = True) -> ModuleType | None:
-    """The compiled kernels, building them in place once if needed; None if that fails."""
+    """The compiled kernels, (re)building them in place once if they are missing or older than
+    their sources; None (the reference path) if that fails or the build's ABI is not ours."""
     global _ext, _ext_tried
     with _ext_lock:
         if _ext_tried:
             return _ext
         _ext_tried = True
-        try:
-            _ext = importlib.import_module(EXT_NAME)
-        except ImportError:
-            if build:
-                try:
-                    from embed._build import build_inplace
+        from embed._build import is_stale
 
-                    build_inplace()
-                    importlib.invalidate_caches()
-                    _ext = importlib.import_module(EXT_NAME)
-                except Exception as exc:  # noqa: BLE001 - any build failure means fallback
-                    log.warning("Cortex C kernels unavailable (%s); using the reference path", exc)
+        if build and is_stale():
+            _try_build("sources are newer than the build")
+        try:
+            ext = importlib.import_module(EXT_NAME)
+        except ImportError:
+            if not (build and _try_build("not built yet")):
+                return None
+            try:
+                ext = importlib.import_module(EXT_NAME)
+            except ImportError as exc:
+                log.warning("Cortex C kernels unavailable (%s); using the reference path", exc)
+                return None
+        if getattr(ext, "ABI", None) != KERNEL_ABI:
+            log.warning("Cortex C kernels at %s have ABI %s, not %s (an old build?); using the "
+                        "reference path", getattr(ext, "__file__", "?"),
+                        getattr(ext, "ABI", None), KERNEL_ABI)
+            return None
+        _ext = ext
         return _ext
+
+
+def _try_build(why: str) -> bool:
+    try:
+        from embed._build import build_inplace
+
+        log.info("building the Cortex C kernels (%s)", why)
+        build_inplace()
+        importlib.invalidate_caches()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any build failure means fallback
+        log.warning("Cortex C kernels unavailable (%s); using the reference path", exc)
+        return False
 
 
 def available_paths() -> list[str]:
@@ -169,7 +192,11 @@ class Runner:
             for s in spans:
                 fn(*s)
         else:
-            list(self._pool.map(lambda s: fn(*s), spans))
+            # every part is done before a failure is raised: the next call reuses the buffers
+            futures = [self._pool.submit(fn, *s) for s in spans]
+            wait(futures)
+            for fut in futures:
+                fut.result()
 
     def quantize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(u8 activations q + 128 for C paths / int8 for reference, factors a)."""

@@ -105,6 +105,28 @@ class StatusMirror(dict[str, str]):
             self.counts[self[path]] -= 1
         return super().pop(path, *default)
 
+    def popitem(self) -> tuple[str, str]:
+        path, status = super().popitem()
+        self.counts[status] -= 1
+        return path, status
+
+    def setdefault(self, path: str, status: str) -> str:  # type: ignore[override]
+        if path not in self:
+            self[path] = status
+        return self[path]
+
+    def update(self, *args: Any, **kwargs: str) -> None:
+        for path, status in dict(*args, **kwargs).items():
+            self[path] = status
+
+    def __ior__(self, other: Any) -> StatusMirror:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        super().clear()
+        self.counts.clear()
+
 class Indexer:
     def __init__(
         self,

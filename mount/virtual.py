@@ -334,8 +334,10 @@ def _caller_intent(pid: int) -> str | None:
     the query) or to a create/link/rename (which answer EROFS). A lookup cannot tell the last
     component of the caller's path from the ones before it: a query folder on that path that the
     kernel has not cached yet answers ENOENT too, so such a call fails with ENOENT rather than
-    EROFS; either way nothing is written. Where /proc cannot tell (another arch, no
-    permission), lookups stay positive.
+    EROFS; either way nothing is written. Where /proc cannot tell, lookups stay positive and
+    the kernel answers EEXIST/EISDIR: another arch, openat2(2) (its flags are in a struct /proc
+    does not show), or no permission to read the caller's /proc entry (a daemon that is not root
+    under Yama's ptrace_scope >= 1).
     """
     if not _NR or pid <= 0:
         return None

@@ -210,9 +210,8 @@ static void att_prepare_all_vnni(AttWork *W, const float *x, float scale, float 
     }
 }
 
-VNNI_TARGET static inline __m512 att_scores16(const AttWork *w, const uint8_t *qi, __m512i acc,
-                                              Py_ssize_t b, __m512 vaq) {
-    (void)qi;
+VNNI_TARGET static inline __m512 att_scores16(const AttWork *w, __m512i acc, Py_ssize_t b,
+                                              __m512 vaq) {
     acc = _mm512_sub_epi32(acc, _mm512_slli_epi32(_mm512_loadu_si512(w->ksum + b * 16), 7));
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), vaq), _mm512_loadu_ps(w->ck + b * 16));
 }
@@ -242,8 +241,8 @@ static void att_row_vnni(AttWork *w, Py_ssize_t i, float *o) {
             DPBUSD(a2, qb[t], _mm512_loadu_si512(p0 + 1024 + t * 64));
             DPBUSD(a3, qb[t], _mm512_loadu_si512(p0 + 1536 + t * 64));
         }
-        __m512 s0 = att_scores16(w, qi, a0, b, vaq), s1 = att_scores16(w, qi, a1, b + 1, vaq);
-        __m512 s2 = att_scores16(w, qi, a2, b + 2, vaq), s3 = att_scores16(w, qi, a3, b + 3, vaq);
+        __m512 s0 = att_scores16(w, a0, b, vaq), s1 = att_scores16(w, a1, b + 1, vaq);
+        __m512 s2 = att_scores16(w, a2, b + 2, vaq), s3 = att_scores16(w, a3, b + 3, vaq);
         _mm512_storeu_ps(w->s + b * 16, s0);
         _mm512_storeu_ps(w->s + b * 16 + 16, s1);
         _mm512_storeu_ps(w->s + b * 16 + 32, s2);
@@ -254,7 +253,7 @@ static void att_row_vnni(AttWork *w, Py_ssize_t i, float *o) {
         const int8_t *p0 = w->kp + b * 16 * d;
         __m512i a0 = _mm512_setzero_si512();
         for (int t = 0; t < 8; t++) DPBUSD(a0, qb[t], _mm512_loadu_si512(p0 + t * 64));
-        __m512 s0 = att_scores16(w, qi, a0, b, vaq);
+        __m512 s0 = att_scores16(w, a0, b, vaq);
         _mm512_storeu_ps(w->s + b * 16, s0);
         Py_ssize_t left = n - b * 16;
         __mmask16 valid = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);

@@ -173,10 +173,21 @@ static PyMethodDef methods[] = {
     {"quantize", py_quantize, METH_VARARGS, "Per-row absmax int8 quantization (u8 = q + 128)."},
     {"attention", py_attention, METH_VARARGS, "8-bit self-attention (see embed/attention.py)."},
     {"add_ln_quant", py_add_ln_quant, METH_VARARGS, "Residual add + LayerNorm + quantize (in place)."},
-    {"matmul", py_matmul, METH_VARARGS, "Ternary x int8 matmul with fused dequantize + bias."},
+    {"matmul", py_matmul, METH_VARARGS, "Ternary x int8 matmul with fused dequantize + bias (+ GELU)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cortex_kernels", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__cortex_kernels(void) { return PyModule_Create(&module); }
+/* Bumped whenever a function's arguments or meaning change: embed/kernels.py refuses a build
+ * whose ABI differs (an in-place build left over from an older checkout). */
+#define CORTEX_ABI 2
+
+PyMODINIT_FUNC PyInit__cortex_kernels(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "ABI", CORTEX_ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -127,3 +127,74 @@ def test_failed_build_falls_back_to_reference_with_a_warning(
     assert np.array_equal(
         run.linear(run.quantize(x), lin), K.matmul_ref(q, a, lin.w, lin.ws, lin.b)
     )
+
+
+@pytest.mark.timeout(30)
+def test_a_build_with_another_abi_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An in-place build left over from an older checkout imports fine but lacks functions."""
+    import sys
+    import types
+
+    import embed._build
+
+    old = types.ModuleType("embed._cortex_kernels")
+    old.supported_paths = lambda: ["scalar"]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "embed._cortex_kernels", old)
+    monkeypatch.setattr(embed._build, "is_stale", lambda: False)
+    monkeypatch.setattr(K, "_ext", None)
+    monkeypatch.setattr(K, "_ext_tried", False)
+    with caplog.at_level("WARNING", logger="embed.kernels"):
+        assert K.load_extension() is None
+    assert "ABI" in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_stale_build_is_rebuilt_before_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    import embed._build
+
+    built: list[bool] = []
+    monkeypatch.setattr(embed._build, "is_stale", lambda: True)
+    monkeypatch.setattr(embed._build, "build_inplace", lambda: built.append(True))
+    monkeypatch.setattr(K, "_ext", None)
+    monkeypatch.setattr(K, "_ext_tried", False)
+    assert K.load_extension() is not None  # the (already imported) current build
+    assert built == [True]
+
+
+def test_is_stale_compares_the_build_with_every_source(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import embed._build
+
+    fake = tmp_path / "kernels.so"
+    monkeypatch.setattr(embed._build, "built_path", lambda: fake)
+    assert not embed._build.is_stale()  # nothing built: not stale, just missing
+    fake.write_bytes(b"")
+    os.utime(fake, (0, 0))
+    assert embed._build.is_stale()
+    os.utime(fake, (4e9, 4e9))
+    assert not embed._build.is_stale()
+
+
+@pytest.mark.timeout(30)
+def test_a_failing_part_is_raised_only_after_every_part_finished() -> None:
+    import threading
+    import time
+
+    finished: list[int] = []
+    lock = threading.Lock()
+
+    def part(i: int, j: int) -> None:
+        if i == 0:
+            raise MemoryError("no room")
+        time.sleep(0.3)
+        with lock:
+            finished.append(i)
+
+    run = K.Runner("scalar", threads=2)
+    with pytest.raises(MemoryError):
+        run._run(part, [(0, 10), (10, 20)])
+    assert finished == [10]

@@ -32,6 +32,19 @@ def test_counts_follow_every_change(ops: list[tuple[str, str, str]]) -> None:
     assert +m.counts == Counter(m.values())
 
 
+def test_bulk_methods_keep_counts() -> None:
+    m = StatusMirror()
+    m.update({"a": "indexed", "b": "pending"}, c="failed")
+    m |= {"a": "pending"}
+    assert m.setdefault("b", "indexed") == "pending"
+    assert m.setdefault("d", "indexed") == "indexed"
+    m.popitem()
+    assert +m.counts == Counter(m.values())
+    m.clear()
+    assert not m
+    assert +m.counts == Counter()
+
+
 def test_pop_without_default_still_raises() -> None:
     with pytest.raises(KeyError):
         StatusMirror().pop("missing")
