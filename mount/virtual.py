@@ -60,11 +60,32 @@ class Listing:
     def results_text(self) -> bytes:
         lines = ["# rank\tscore\tpath\tsnippet"]
         if self.reason:
-            lines.append(f"# {self.reason}")
+            lines.append(f"# {' '.join(self.reason.split())}")
         for h in self.hits:
             snippet = " ".join(h.snippet.split())
-            lines.append(f"{h.rank}\t{h.score:.4f}\t{h.path}\t{snippet}")
-        return ("\n".join(lines) + "\n").encode()
+            lines.append(f"{h.rank}\t{h.score:.4f}\t{escape_field(h.path)}\t{snippet}")
+        return os.fsencode("\n".join(lines) + "\n")
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_field(value: str) -> str:
+    """A ``.results`` column: backslash, tab, newline and CR escaped so a row stays one line of
+    tab-separated fields whatever a file is called (``unescape_field`` reverses it)."""
+    return "".join(_ESCAPES.get(c, c) for c in value)
+
+
+def unescape_field(value: str) -> str:
+    out: list[str] = []
+    chars = iter(value)
+    for c in chars:
+        if c != "\\":
+            out.append(c)
+            continue
+        nxt = next(chars, "")
+        out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt))
+    return "".join(out)
 
 
 @dataclass
@@ -92,6 +113,15 @@ def dedup_names(paths: list[str]) -> list[str]:
             base = f"{stem} ({n}).{ext}" if dot and stem else f"{base} ({n})"
         out.append(base)
     return out
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """A listing is cached per folder and per caller (uid and groups decide what is visible)."""
+
+    segments: tuple[str, ...]
+    uid: int
+    gids: frozenset[int]
 
 
 def _gids(ctx: RequestContext) -> frozenset[int]:
@@ -127,7 +157,7 @@ class BaseTree(abc.ABC):
         self.vault_root = vault_root
         self.uid, self.gid = owner
         self.limiter = trio.CapacityLimiter(2)
-        self._cache: dict[tuple[str, ...], Listing] = {}
+        self._cache: dict[CacheKey, Listing] = {}
         self._root: Node | None = None
         self._dirs: dict[tuple[tuple[str, ...], int], Node] = {}
         self._mtime_ns = time.time_ns()
@@ -172,18 +202,26 @@ class BaseTree(abc.ABC):
                       gids: frozenset[int]) -> Listing:
         gen = self.backend.generation()
         # Per caller: uid and groups decide what is visible (the kernel's caches are shared).
-        key = (*segments, f"\0{ctx_uid}:{','.join(map(str, sorted(gids)))}")
+        key = CacheKey(segments, ctx_uid, gids)
         cached = self._cache.get(key)
         if cached is not None and cached.generation == gen:
             return cached
+        # The first search may have to wait for the encoder to load: that is not slowness.
+        deadline = SEARCH_DEADLINE_S if self.backend.ready() else STARTUP_DEADLINE_S
         try:
-            # The first search may have to wait for the encoder to load: that is not slowness.
-            deadline = SEARCH_DEADLINE_S if self.backend.ready() else STARTUP_DEADLINE_S
             with trio.fail_after(deadline):
+                # abandon_on_cancel: a store or encoder call that hangs in native code cannot be
+                # interrupted, so the deadline leaves the thread behind (it still holds its
+                # limiter token until it returns) and the caller gets EIO on time.
                 hits, reason = await trio.to_thread.run_sync(
-                    self._run, segments, limiter=self.limiter)
+                    self._run, segments, limiter=self.limiter, abandon_on_cancel=True)
         except trio.TooSlowError:
+            log.warning("%s/%s: no answer within %.0f s", self.name, "/".join(segments),
+                        deadline)
             raise IndexUnavailable("search took too long") from None
+        except BadQuery as exc:
+            log.info("%s/%s: %s", self.name, "/".join(segments), exc)
+            raise
         visible = [h for h in hits if ctx_uid == 0
                    or can_read(self.vault_root, h.path, ctx_uid, gids)]
         names = dedup_names([h.path for h in visible])
@@ -364,10 +402,20 @@ def _caller_intent(pid: int) -> str | None:
 
 
 def _check_name(name: str) -> None:
+    """A name under /related is a real file's name: only the kernel's length limit applies."""
     if len(os.fsencode(name)) > 255:
         raise NameTooLong("name longer than 255 bytes")
+
+
+def _check_query(name: str) -> None:
+    """A name under /q is a query: UTF-8 text without control characters."""
+    _check_name(name)
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise BadQuery("control characters are not allowed in a query")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode left surrogate escapes: the bytes were not UTF-8
+        raise BadQuery("a query must be UTF-8 text") from None
 
 
 class QueryTree(BaseTree):
@@ -380,17 +428,29 @@ class QueryTree(BaseTree):
         super().__init__(inodes, backend, vault_root, owner)
         self.saved_file = saved_file
 
-    def saved(self) -> list[str]:
+    def _load_saved(self) -> list[tuple[str, int]]:
+        """(name, uid) of every saved query; the first format (a list of names) was the
+        vault owner's."""
         try:
             with open(self.saved_file) as f:
-                return [str(x) for x in json.load(f)]
+                data = json.load(f)
         except (OSError, ValueError):
             return []
+        if isinstance(data, list):
+            return [(str(x), self.uid) for x in data]
+        return [(str(q["name"]), int(q["uid"])) for q in data.get("queries", [])
+                if isinstance(q, dict) and "name" in q and "uid" in q]
 
-    def _save(self, names: list[str]) -> None:
+    def saved(self, uid: int) -> list[str]:
+        """The queries ``uid`` saved: each user's saved names are their own (they say what
+        someone looks for)."""
+        return [n for n, owner in self._load_saved() if owner == uid]
+
+    def _save(self, entries: list[tuple[str, int]]) -> None:
         tmp = self.saved_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(names, f)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 2, "queries": [{"name": n, "uid": u} for n, u in entries]}, f)
         os.replace(tmp, self.saved_file)
 
     def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
@@ -402,8 +462,9 @@ class QueryTree(BaseTree):
         _check_name(name)
         obj: VObj = parent.virtual
         if obj.kind == "root":
+            _check_query(name)
             segments: tuple[str, ...] = (name,)
-            if name not in self.saved() and _caller_intent(ctx.pid) is not None:
+            if name not in self.saved(ctx.uid) and _caller_intent(ctx.pid) is not None:
                 raise pyfuse3.FUSEError(errno.ENOENT)  # mkdir saves it; a create gets EROFS
             await self.listing(segments, ctx.uid, _gids(ctx))  # validates the query (EINVAL)
             return self.dir_node(segments, ctx.uid)
@@ -416,6 +477,7 @@ class QueryTree(BaseTree):
                 raise
         if _caller_intent(ctx.pid) is not None:
             raise pyfuse3.FUSEError(errno.ENOENT)  # making a name here: the maker says EROFS
+        _check_query(name)
         segments = (*obj.segments, name)  # not a result: a refinement
         await self.listing(segments, ctx.uid, _gids(ctx))
         return self.dir_node(segments, ctx.uid)
@@ -423,29 +485,29 @@ class QueryTree(BaseTree):
     async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
         if obj.kind == "root":
-            return [(n, self.dir_node((n,), ctx.uid)) for n in self.saved()]
+            return [(n, self.dir_node((n,), ctx.uid)) for n in self.saved(ctx.uid)]
         if obj.kind != "dir":
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         return await self._dir_entries(node, ctx)
 
     async def mkdir(self, node: Node, name: str, ctx: RequestContext) -> Node:
         obj: VObj = node.virtual
-        _check_name(name)
+        _check_query(name)
         if obj.kind != "root":
             raise ReadOnly("only /q itself takes new (saved) queries")
-        names = self.saved()
-        if name in names:
+        entries = self._load_saved()
+        if (name, ctx.uid) in entries:
             raise pyfuse3.FUSEError(errno.EEXIST)
         await self.listing((name,), ctx.uid, _gids(ctx))  # a bad query is refused up front
-        self._save([*names, name])
+        self._save([*entries, (name, ctx.uid)])
         return self.dir_node((name,), ctx.uid)
 
     async def rmdir(self, node: Node, name: str, ctx: RequestContext) -> None:
         obj: VObj = node.virtual
-        names = self.saved()
-        if obj.kind != "root" or name not in names:
+        entries = self._load_saved()
+        if obj.kind != "root" or (name, ctx.uid) not in entries:
             raise ReadOnly("only saved queries can be removed")
-        self._save([n for n in names if n != name])
+        self._save([e for e in entries if e != (name, ctx.uid)])
 
 
 class RelatedTree(BaseTree):
@@ -469,6 +531,10 @@ class RelatedTree(BaseTree):
         _check_name(name)
         obj: VObj = parent.virtual
         if obj.kind == "dir":
+            # The kernel's dentry of related/<file> is shared by every user for its timeout:
+            # whoever reaches the folder through it must still be allowed to read the file.
+            if not can_read(self.vault_root, "/".join(obj.segments), ctx.uid, _gids(ctx)):
+                raise pyfuse3.FUSEError(errno.EACCES)
             return await self._dir_lookup(parent, name, ctx)
         segments = (*obj.segments, name)
         if not segments or segments[0] == ".memexfs":

@@ -138,3 +138,25 @@ def test_saved_queries_are_root_only_to_create(shared_mount: Mount) -> None:
     assert proc.returncode != 0
     assert "Permission denied" in proc.stderr
     assert os.listdir(shared_mount.mnt / "q") == []
+
+
+def test_related_folder_root_just_opened_stays_closed_to_others(shared_mount: Mount) -> None:
+    """Root's lookup leaves the kernel a shared dentry for related/<file> (1 s): another user
+    reaching ``.results`` through it must still be refused."""
+    folder = shared_mount.mnt / "related" / "public" / "secret-lentil-soup.md"
+    assert "lentil-soup.md" in os.listdir(folder)
+    got = as_other(folder, ".results", "lentil-soup.md")
+    assert got.get("error") in ("ENOENT", "EACCES"), got
+    assert got["probes"] == {".results": "EACCES", "lentil-soup.md": "EACCES"}, got
+
+
+def test_saved_query_names_are_private_to_their_owner(shared_mount: Mount) -> None:
+    q = shared_mount.mnt / "q"
+    os.mkdir(q / "soup for grandma")
+    try:
+        assert os.listdir(q) == ["soup for grandma"]
+        got = as_other(q)
+        assert got["names"] == [], got
+    finally:
+        os.rmdir(q / "soup for grandma")
+    assert os.listdir(q) == []

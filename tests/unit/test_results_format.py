@@ -1,0 +1,29 @@
+"""The ``.results`` format: one line per result, tab-separated, escaped so names can't break it."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mount.virtual import Hit, Listing, escape_field, unescape_field
+
+
+@given(st.text())
+def test_escape_round_trips_and_leaves_no_separators(value: str) -> None:
+    escaped = escape_field(value)
+    assert "\t" not in escaped and "\n" not in escaped and "\r" not in escaped
+    assert unescape_field(escaped) == value
+
+
+def test_rows_are_one_line_each_whatever_the_names() -> None:
+    hits = [Hit("a\tb", "x/a\tb", 0.9, 1, "first\tsnippet\nline"),
+            Hit("c\nd", "y\\z/c\nd", 0.5, 2, "second"),
+            Hit("plain.md", "plain.md", 0.1, 3, "")]
+    text = Listing(hits, "why\nnot", generation=1).results_text().decode()
+    lines = text.splitlines()
+    assert lines[0] == "# rank\tscore\tpath\tsnippet"
+    assert lines[1] == "# why not"
+    rows = [line.split("\t") for line in lines[2:]]
+    assert [len(r) for r in rows] == [4, 4, 4]
+    assert [unescape_field(r[2]) for r in rows] == ["x/a\tb", "y\\z/c\nd", "plain.md"]
+    assert rows[0][3] == "first snippet line"
