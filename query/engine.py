@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -29,7 +29,7 @@ from memexfs.errors import NotFound
 from memexfs.store import ChunkHit, ChunkQuery, Filter, IsEmpty, Match, MatchAny, Store
 from query.filters import build_filter, hint_matches
 from query.fusion import FusionName, fuse
-from query.parse import Query
+from query.parse import Query, date_window
 from query.snippet import snippet
 
 if TYPE_CHECKING:
@@ -144,6 +144,21 @@ class SearchEngine:
 
     # -- search --------------------------------------------------------------------------------
     def search(self, q: Query, mode: Mode = "hybrid") -> SearchResult:
+        result = self._search(q, mode)
+        if result.hits or not q.phrase_dated or not q.text.strip():
+            return result
+        # A time phrase read as a window on the documents' dates left nothing: the documents
+        # may carry no date, or the phrase meant something else. Rank with it as a hint.
+        lo, hi = date_window(q)
+        wider = self._search(replace(q, date_hint_only=True), mode)
+        if not wider.hits:
+            return result
+        window = f"{lo or '…'} to {hi or '…'}"
+        wider.reason = (f"no document dated {window} matches; ranked by meaning instead, "
+                        f"files from that window first")
+        return wider
+
+    def _search(self, q: Query, mode: Mode) -> SearchResult:
         flt = build_filter(q)
         if not q.text.strip():
             return self._browse(q, flt)

@@ -45,7 +45,7 @@ def build_filter(q: Query) -> Filter:
         must.append(Filter(should=(MatchAny("ext", q.types), MatchAny("doc_type", q.types),
                                    MatchAny("kind", q.types))))
     lo, hi = date_window(q)
-    if lo is not None or hi is not None:
+    if (lo is not None or hi is not None) and not q.date_hint_only:
         must.append(Range("doc_day", gte=None if lo is None else day_number(lo),
                           lte=None if hi is None else day_number(hi)))
     if q.status:
@@ -107,4 +107,7 @@ def hint_matches(q: Query, payload: dict[str, Any]) -> dict[str, bool]:
         day = payload.get("doc_day")
         out["date"] = isinstance(day, int) and (
             day_number(q.date_from) <= day <= day_number(q.date_to))
+    elif q.date_hint_only:
+        lo, hi = date_window(q)
+        out["date"] = _within(payload.get("doc_day"), _day(lo), _day(hi))
     return out

@@ -112,6 +112,16 @@ class Query:
     due_to: date | None = None
     today: date | None = None  # reference date ("overdue" compares due dates with it)
     explicit_dates: bool = False  # after:/before: given: the window is a hard filter
+    # The date window only ranks (files in it first) instead of filtering: the phrase sits in
+    # prose ("as described in 1978, ...") or filtering by it left nothing (engine fallback).
+    date_hint_only: bool = False
+
+    @property
+    def phrase_dated(self) -> bool:
+        """A time phrase (not ``after:``/``before:``) filters this query's document dates."""
+        return (not self.explicit_dates and not self.date_hint_only
+                and (self.date_soft is not None or self.date_from is not None
+                     or self.date_to is not None))
 
     @property
     def has_filters(self) -> bool:
@@ -144,6 +154,7 @@ class _Acc:
     amount_max: float | None = None
     currency: str | None = None
     due: Interval | None = None
+    prose: bool = False  # some segment reads as a sentence: its time phrases only rank
 
 
 def _add(xs: list[str], *values: str) -> None:
@@ -159,6 +170,22 @@ def _meet(a: Interval | None, b: Interval | None) -> Interval | None:
     if b is None:
         return a
     return max(a[0], b[0]), min(a[1], b[1])
+
+
+# A folder name of more words than this is a sentence or a paragraph (a pasted question, a
+# description), not a keyword query: the dates in it describe the subject ("in 1978 Collier
+# presented", "over the past several years") rather than ask for documents of that date.
+PROSE_WORDS = 12
+# Read as time phrases, these possessives mean "of our time" / "of the past" ("today's
+# libraries", "yesterday's methods"), not a document date ("last week's meetings" still is one).
+_FIGURATIVE_POSSESSIVE = frozenset({"today", "yesterday", "tomorrow"})
+STOPWORDS = frozenset({
+    "a", "an", "and", "any", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from",
+    "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no",
+    "not", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "those", "to", "too", "us", "was", "we", "were", "what", "when",
+    "where", "which", "who", "whom", "why", "will", "with", "you", "your"
+})  # fmt: skip
 
 
 def _norm(word: str) -> str:
@@ -264,8 +291,14 @@ def _segment(acc: _Acc, seg: str) -> None:
                     codes.add(len(words))
                 words.append(p)
     norm = [_norm(w) for w in words]
+    if len(norm) > PROSE_WORDS:
+        acc.prose = True
+    figurative = {i for i, w in enumerate(words)
+                  if norm[i] in _FIGURATIVE_POSSESSIVE and _is_possessive(w)}
     drop: set[int] = set()
     for win in find_windows(norm, acc.today, is_code=codes.__contains__):
+        if figurative & set(range(win.start, win.end)):
+            continue
         drop.update(range(win.start, win.end))
         if win.start > 0 and norm[win.start - 1] == "due":  # a due-date window, not doc date
             acc.due = _meet(acc.due, win.wide)
@@ -286,6 +319,11 @@ def _segment(acc: _Acc, seg: str) -> None:
             _add(acc.kinds, KIND_WORDS[w])
     _match_vendors(acc, [w for i, w in enumerate(norm) if i not in drop])
     acc.words.extend(w for i, w in enumerate(words) if i not in drop)
+
+
+def _is_possessive(word: str) -> bool:
+    w = word.strip(_EDGE_PUNCT).lower()
+    return w.endswith(("'s", "’s"))
 
 
 def _money(acc: _Acc, norm: list[str], taken: set[int]) -> set[int]:
@@ -354,8 +392,18 @@ def parse(segments: str | Sequence[str], today: date,
     if acc.dated and soft is not None and soft[0] > soft[1]:
         raise BadQuery("the date conditions of this query exclude every date")
     lo, hi = strict if strict is not None else (None, None)
+    text = " ".join(acc.words)
+    filtered = bool(acc.types or acc.folders or acc.dated or acc.status or acc.vendors
+                    or acc.kinds or acc.currency or acc.amount_min is not None
+                    or acc.amount_max is not None or acc.due or acc.negations)
+    if not filtered:
+        content = [w for w in (_norm(x) for x in acc.words) if w]
+        if not content:
+            raise BadQuery("the query has no words and no filters")
+        if all(w in STOPWORDS for w in content):
+            raise BadQuery(f"the query has only common words ({' '.join(content)})")
     return Query(
-        text=" ".join(acc.words),
+        text=text,
         negations=tuple(acc.negations),
         types=tuple(acc.types),
         folders=tuple(acc.folders),
@@ -375,6 +423,7 @@ def parse(segments: str | Sequence[str], today: date,
         raw="/".join(segs),
         today=today,
         explicit_dates=acc.explicit,
+        date_hint_only=acc.prose and acc.dated and not acc.explicit,
     )
 
 

@@ -259,3 +259,30 @@ def test_known_vendors_use_the_store_facet_when_it_has_one(engine: SearchEngine)
     faceted.invalidate()
     faceted.known_vendors()
     assert asked == ["vendor", "vendor"]
+
+
+def test_a_time_phrase_that_empties_the_folder_falls_back_to_ranking(
+        engine: SearchEngine) -> None:
+    """Nothing is dated last month (Dec 2023) among the notes: rather than an empty folder, the
+    files are ranked by meaning and the reason says why the window did not filter."""
+    res = engine.search(parse("mitochondria cell respiration last month", TODAY))
+    assert [h.path for h in res.hits][:1] == ["Notes/biology.md"]
+    assert res.reason is not None and "ranked by meaning instead" in res.reason
+    assert "2023-12-01 to 2023-12-31" in res.reason
+
+
+def test_a_time_phrase_that_matches_still_filters(engine: SearchEngine) -> None:
+    res = engine.search(parse("acme invoice web hosting last month", TODAY))
+    assert res.reason is None
+    assert {h.path for h in res.hits} <= {"Finance/Invoices/acme-0401.pdf",
+                                           "Mail/acme-reminder.eml",
+                                           "Finance/Invoices/northwind-2312.pdf"}
+
+
+def test_dates_in_prose_rank_but_do_not_filter(engine: SearchEngine) -> None:
+    prose = ("how did the cell divide by mitosis into two daughter cells as described by the "
+             "biology notes written in 2022")
+    q = parse(prose, TODAY)
+    assert q.date_hint_only
+    res = engine.search(q)
+    assert res.hits and res.hits[0].path == "Notes/biology.md"  # dated 2023: not filtered out

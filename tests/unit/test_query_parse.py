@@ -192,3 +192,42 @@ def test_due_window_is_not_a_document_date() -> None:
 def test_contradictory_currencies_are_rejected() -> None:
     with pytest.raises(BadQuery, match="contradictory currencies"):
         p("invoices in euros over £20")
+
+
+# ---- prose, possessives and empty names (issue 10) ---------------------------------------------
+def test_todays_as_a_possessive_is_not_a_date() -> None:
+    q = parse("finding information in today's libraries", date(2024, 1, 15))
+    assert not q.has_filters
+    assert "today's" in q.text
+
+
+def test_last_weeks_meetings_is_still_a_date() -> None:
+    q = parse("action items from last week's meetings", date(2024, 1, 15))
+    assert q.date_soft is not None or q.date_from is not None
+    assert not q.date_hint_only
+
+
+def test_time_phrases_inside_a_sentence_only_rank() -> None:
+    text = ("The number of databases and the online use of databases has increased "
+            "dramatically over the past several years, bringing in 1979 new problems")
+    q = parse(text, date(2024, 1, 15))
+    assert q.date_hint_only and not q.phrase_dated
+    from query.filters import build_filter
+
+    assert not build_filter(q)  # no doc_day range among the store filters
+
+
+def test_short_queries_keep_their_date_filter() -> None:
+    q = parse("invoices I received last month", date(2024, 1, 15))
+    assert q.phrase_dated and not q.date_hint_only
+
+
+@pytest.mark.parametrize("name", [" ", "_", "- -", "k:5", "the", "of the", "what is it"])
+def test_blank_or_common_word_queries_are_refused_with_a_reason(name: str) -> None:
+    with pytest.raises(BadQuery, match="no words|only common words"):
+        parse(name, date(2024, 1, 15))
+
+
+def test_a_filter_alone_is_a_query() -> None:
+    assert parse("type:pdf", date(2024, 1, 15)).types
+    assert parse("unpaid", date(2024, 1, 15)).status == "unpaid"
