@@ -31,6 +31,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check memexfs embed query mount tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python bench/fs_bench.py

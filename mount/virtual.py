@@ -19,7 +19,6 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import pyfuse3
@@ -641,7 +640,3 @@ class ControlTree:
 
     async def rmdir(self, node: Node, name: str, ctx: RequestContext) -> None:
         raise pyfuse3.FUSEError(errno.ENOTDIR)
-
-
-def parse_today(value: str | None) -> date:
-    return date.fromisoformat(value) if value else date.today()
