@@ -35,6 +35,7 @@ SEARCH_DEADLINE_S = 10.0
 STARTUP_DEADLINE_S = 120.0
 DIR_TIMEOUT_S = 1.0
 RESULTS = ".results"
+ABOUT = ".query"  # how the folder's name was read (query folders only)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Listing:
     hits: list[Hit]
     reason: str | None
     generation: int
+    about: str = ""  # the text of ``.query``: how the name was read ("" = no such file)
     created: float = field(default_factory=time.monotonic)
     # Entry nodes handed out for this listing, by name: repeated ``ls`` of a folder gives the
     # kernel the same inodes instead of a fresh one per entry per opendir.
@@ -92,7 +94,7 @@ class VObj:
     """The ``virtual`` payload of a node: which tree, what kind, and its arguments."""
 
     tree: Any
-    kind: str  # root | dir | link | results | ctl | browse
+    kind: str  # root | dir | link | results | about | ctl | browse
     segments: tuple[str, ...] = ()
     hit: Hit | None = None
     uid: int = 0
@@ -137,11 +139,13 @@ class SearchBackend:
     def __init__(self, search: Callable[[tuple[str, ...]], tuple[list[Any], str | None]],
                  related: Callable[[str], tuple[list[Any], str | None]],
                  generation: Callable[[], int],
-                 ready: Callable[[], bool] = lambda: True) -> None:
+                 ready: Callable[[], bool] = lambda: True,
+                 explain: Callable[[tuple[str, ...], str | None], str] | None = None) -> None:
         self.search = search
         self.related = related
         self.generation = generation
         self.ready = ready  # False while the encoder still loads (seconds, once per mount)
+        self.explain = explain  # a query folder's ``.query`` text (segments, engine's reason)
 
 
 class BaseTree(abc.ABC):
@@ -212,8 +216,9 @@ class BaseTree(abc.ABC):
                 # abandon_on_cancel: a store or encoder call that hangs in native code cannot be
                 # interrupted, so the deadline leaves the thread behind (it still holds its
                 # limiter token until it returns) and the caller gets EIO on time.
-                hits, reason = await trio.to_thread.run_sync(
-                    self._run, segments, limiter=self.limiter, abandon_on_cancel=True)
+                hits, reason, about = await trio.to_thread.run_sync(
+                    self._run_and_explain, segments, limiter=self.limiter,
+                    abandon_on_cancel=True)
         except trio.TooSlowError:
             log.warning("%s/%s: no answer within %.0f s", self.name, "/".join(segments),
                         deadline)
@@ -227,7 +232,7 @@ class BaseTree(abc.ABC):
         listing = Listing(
             [Hit(n, h.path, float(h.score), i + 1, h.snippet)
              for i, (n, h) in enumerate(zip(names, visible, strict=True))],
-            reason, gen)
+            reason, gen, about)
         if len(self._cache) > 512:
             self._cache.clear()
         self._cache[key] = listing
@@ -236,6 +241,14 @@ class BaseTree(abc.ABC):
     @abc.abstractmethod
     def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
         """Search for this tree's folder (runs in a worker thread)."""
+
+    def _explain(self, segments: tuple[str, ...], reason: str | None) -> str:
+        """The folder's ``.query`` text, "" for none (runs in the search's worker thread)."""
+        return ""
+
+    def _run_and_explain(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None, str]:
+        hits, reason = self._run(segments)
+        return hits, reason, self._explain(segments, reason)
 
     def invalidate(self) -> None:
         """The index changed: forget cached listings and the kernel's view of live folders."""
@@ -270,10 +283,17 @@ class BaseTree(abc.ABC):
             assert obj.hit is not None
             target = self._target(obj)
             return self._attrs(node, stat.S_IFLNK | 0o777, size=len(target), timeout=0)
-        if obj.kind == "results":
-            size = len(obj.listing.results_text()) if obj.listing else 0
-            return self._attrs(node, stat.S_IFREG | 0o444, size=size, timeout=0)
+        if obj.kind in ("results", "about"):
+            return self._attrs(node, stat.S_IFREG | 0o444, size=len(self._text(obj)), timeout=0)
         raise pyfuse3.FUSEError(errno.ENOENT)
+
+    @staticmethod
+    def _text(obj: VObj) -> bytes:
+        if obj.listing is None:
+            return b""
+        if obj.kind == "about":
+            return obj.listing.about.encode()
+        return obj.listing.results_text()
 
     def _target(self, obj: VObj) -> bytes:
         assert obj.hit is not None
@@ -288,10 +308,9 @@ class BaseTree(abc.ABC):
 
     async def read(self, node: Node, off: int, size: int) -> bytes:
         obj: VObj = node.virtual
-        if obj.kind != "results":
+        if obj.kind not in ("results", "about"):
             raise pyfuse3.FUSEError(errno.EISDIR)
-        data = obj.listing.results_text() if obj.listing else b""
-        return data[off:off + size]
+        return self._text(obj)[off:off + size]
 
     async def getxattr(self, node: Node, name: str) -> bytes:
         obj: VObj = node.virtual
@@ -311,13 +330,15 @@ class BaseTree(abc.ABC):
         return []
 
     def _entry(self, listing: Listing, segments: tuple[str, ...], uid: int,
-               hit: Hit | None) -> Node:
-        """The node of ``hit`` (or of ``.results`` when None) in this listing, made once."""
-        name = hit.name if hit is not None else RESULTS
+               hit: Hit | None, special: str = RESULTS) -> Node:
+        """The node of ``hit`` (or of the ``special`` file when None) in this listing, made
+        once."""
+        name = hit.name if hit is not None else special
         node = listing.nodes.get(name)
         if node is None or node.inode not in self.inodes.nodes:
             if hit is None:
-                node = self._node(VObj(self, "results", segments, uid=uid, listing=listing))
+                kind = "about" if special == ABOUT else "results"
+                node = self._node(VObj(self, kind, segments, uid=uid, listing=listing))
             else:
                 node = self._node(VObj(self, "link", segments, hit, uid=uid))
             listing.nodes[name] = node
@@ -327,8 +348,8 @@ class BaseTree(abc.ABC):
         obj: VObj = parent.virtual
         gids = _gids(ctx)
         listing = await self.listing(obj.segments, ctx.uid, gids)
-        if name == RESULTS:
-            return self._entry(listing, obj.segments, ctx.uid, None)
+        if name == RESULTS or (name == ABOUT and listing.about):
+            return self._entry(listing, obj.segments, ctx.uid, None, name)
         for hit in listing.hits:
             if hit.name == name:
                 return self._entry(listing, obj.segments, ctx.uid, hit)
@@ -337,6 +358,8 @@ class BaseTree(abc.ABC):
     async def _dir_entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
         listing = await self.listing(obj.segments, ctx.uid, _gids(ctx))
+        # ``.query`` answers lookups but is not listed: scripts that walk a folder's entries
+        # keep seeing the results and ``.results`` only.
         out = [(RESULTS, self._entry(listing, obj.segments, ctx.uid, None))]
         out += [(h.name, self._entry(listing, obj.segments, ctx.uid, h)) for h in listing.hits]
         return out
@@ -454,6 +477,9 @@ class QueryTree(BaseTree):
 
     def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
         return self.backend.search(segments)
+
+    def _explain(self, segments: tuple[str, ...], reason: str | None) -> str:
+        return self.backend.explain(segments, reason) if self.backend.explain else ""
 
     async def lookup(self, parent: Node | None, name: str, ctx: RequestContext) -> Node:
         if parent is None:
