@@ -286,3 +286,14 @@ def test_dates_in_prose_rank_but_do_not_filter(engine: SearchEngine) -> None:
     assert q.date_hint_only
     res = engine.search(q)
     assert res.hits and res.hits[0].path == "Notes/biology.md"  # dated 2023: not filtered out
+
+
+def test_related_lists_only_files_that_are_close(engine: SearchEngine) -> None:
+    """The recipe shares no words with the invoices and notes: nothing is related to it,
+    and the reason says how close the best candidate came."""
+    res = engine.related("Recipes/banana-bread.txt")
+    assert res.hits == []
+    assert res.reason is not None and res.reason.startswith("nothing similar enough")
+    acme = engine.related("Finance/Invoices/acme-0401.pdf")
+    assert acme.hits and all(h.score >= engine.tuning.related_floor for h in acme.hits)
+    assert len(acme.hits) < len(DOCS) - 1  # the unrelated notes and the recipe are not listed
