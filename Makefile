@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := fuse3 libfuse3-dev pkg-config attr
+APT_PKGS := fuse3 libfuse3-dev pkg-config attr chromium librsvg2-bin
 
 .PHONY: setup demo test lint typecheck bench clean
 
