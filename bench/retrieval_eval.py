@@ -1,14 +1,17 @@
-"""Retrieval quality of BM25, dense and hybrid search on CISI and personal-dev.
+"""Retrieval quality on CISI, CACM and personal-dev: MemexFS beside its peers, dev and test.
 
-    nice -n 10 python -m bench.retrieval_eval [--encoder minilm] [--sets cisi,personal]
+    nice -n 10 python -m bench.retrieval_eval [--encoder ternary] [--sets cisi,cacm,personal]
+                                              [--explore] [--no-peers]
 
-Metrics (one result per file): nDCG@10 with graded gain 2^g - 1, recall@10. CISI documents are
-indexed as files ``cisi/<id>.txt`` (title + abstract, chunked like the pipeline does);
-personal-dev goes through the real pipeline (extract -> fields -> chunk -> embed -> upsert) and its
-queries through ``query.parse`` with their own ``today``. Every fusion variant runs on the same
-index in one process. Prints a table; writes ``bench/results/retrieval_eval.json``.
-Embeddings are cached in ``bench/results/cache/`` (keyed by the encoder's name and the text)
-between runs.
+Each collection is a folder of files indexed through the real pipeline (extract -> fields ->
+chunk -> embed -> upsert; :mod:`bench.eval_data` writes CISI and CACM out as ``<id>.txt``), and
+each query is its ``/q`` folder name, parsed by the grammar with its own ``today``, exactly what
+the mount does (``bench/retrieval_mount.py`` measures through a real mount). The peers
+(:mod:`bench.eval_peers`: bm25s BM25 and fp32 all-MiniLM-L6-v2) rank the same extracted text in
+the same run. Metrics, one result per file: nDCG@10 (gain 2^g - 1) and recall@10, per split of
+``splits.json`` (choose on ``dev``, report ``test``) and per query kind for personal-dev.
+Prints a table; writes ``bench/results/retrieval_eval.json``. Embeddings are cached in
+``bench/results/cache/`` (keyed by the encoder's name and the text) between runs.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.eval_data import Collection, EvalQuery, classic, personal
+from bench.eval_peers import BM25Peer, DensePeer, file_texts
+from memexfs.errors import MemexError
 from query.engine import Mode, SearchEngine, Tuning
 from query.parse import Query, parse
 
@@ -38,11 +42,6 @@ log = logging.getLogger("bench.retrieval_eval")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 K = 10
-
-
-def eval_dir() -> Path:
-    env = os.environ.get("MEMEXFS_EVAL_DIR")
-    return Path(env) if env else ROOT.parent / "shared" / "eval"
 
 
 # ---- encoder cache ---------------------------------------------------------------------------
@@ -96,85 +95,38 @@ class EvalSet:
     qrels: dict[str, dict[str, int]]  # qid -> path -> grade
 
 
-def _smart(path: Path) -> dict[str, dict[str, str]]:
-    """SMART format: ``.I id`` records with ``.T``/``.A``/``.W``/``.X`` fields."""
-    records: dict[str, dict[str, str]] = {}
-    cur: dict[str, str] = {}
-    tag = ""
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = re.match(r"^\.([ITAWXB])\s*(.*)$", line)
-        if m:
-            tag = m[1]
-            if tag == "I":
-                cur = records.setdefault(m[2].strip(), {})
-            continue
-        cur[tag] = cur.get(tag, "") + line.strip() + "\n"
-    return records
-
-
-def index_cisi(store: Any, enc: Any) -> EvalSet:
-    from memexfs.chunking import chunk_document
-    from memexfs.schema import location_payload
-    from memexfs.store import ChunkPoint
-
-    base = eval_dir() / "cisi"
-    docs = _smart(base / "CISI.ALL")
-    max_tokens = min(200, enc.max_tokens - 16)
-    todo: list[tuple[str, list[Any]]] = []
-    for did, rec in docs.items():
-        title = " ".join(rec.get("T", "").split())
-        text = f"{title}\n\n{rec.get('W', '').strip()}"
-        path = f"cisi/{did}.txt"
-        todo.append((did, chunk_document(text, title=title, path=path,
-                                         count_tokens=enc.count_tokens, max_tokens=max_tokens)))
-    vecs = enc.encode([c.text for _, chunks in todo for c in chunks])
-    row = 0
-    for did, chunks in todo:
-        path, fid = f"cisi/{did}.txt", f"cisi-{did}"
-        points = []
-        for c in chunks:
-            payload = {**location_payload(path), "doc_type": "text", "title": chunks[0].text[:80],
-                       "body": c.body, "encoder": enc.name}
-            points.append(ChunkPoint(fid, c.index, vecs[row].tolist(), c.text, payload))
-            row += 1
-        store.put_chunks(fid, points)
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (base / "CISI.REL").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            qrels.setdefault(parts[0], {})[f"cisi/{parts[1]}.txt"] = 1
-    queries = [(qid, Query(text=" ".join(rec.get("W", "").split()), k=K, raw=qid))
-               for qid, rec in _smart(base / "CISI.QRY").items() if qid in qrels]
-    return EvalSet("cisi", queries, qrels)
-
-
-def index_personal(store: Any, enc: Any) -> tuple[EvalSet, Callable[[SearchEngine], None]]:
+def index_collection(coll: Collection, store: Any, enc: Any) -> list[str]:
+    """Every file of ``coll.vault`` through the real pipeline (extract -> fields -> chunk ->
+    embed -> upsert); returns the vault-relative paths."""
     from memexfs.extract import Extractor
     from memexfs.pipeline import Pipeline
     from memexfs.vault import Vault
 
-    base = eval_dir() / "personal-dev"
-    corpus = base / "corpus"
-    vault = Vault(corpus.resolve())  # read-only corpus: no state folder is created
-    paths = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file())
+    root = coll.vault.resolve()
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     extractor = Extractor()
     try:
-        status = Pipeline(vault, store, enc, extractor).index_paths(paths)
+        pipe = Pipeline(Vault(root), store, enc, extractor)  # no state folder is created
+        status: dict[str, str] = {}
+        for i in range(0, len(paths), 512):
+            status.update(pipe.index_paths(paths[i:i + 512]))
     finally:
         extractor.close()
-    log.info("personal-dev: %s", {s: list(status.values()).count(s) for s in set(status.values())})
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (base / "qrels.tsv").read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3:
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    rows = [json.loads(x) for x in (base / "queries.jsonl").read_text().splitlines() if x.strip()]
-    es = EvalSet("personal-dev", [], qrels)
+    log.info("%s: %s", coll.name, {s: list(status.values()).count(s)
+                                   for s in sorted(set(status.values()))})
+    return paths
+
+
+def index_personal(store: Any, enc: Any) -> tuple[EvalSet, Callable[[SearchEngine], None]]:
+    """personal-dev indexed, and a hook that parses its queries with the engine's vendors."""
+    coll = personal()
+    index_collection(coll, store, enc)
+    es = EvalSet("personal-dev", [], coll.qrels)
 
     def make_queries(engine: SearchEngine) -> None:
         vendors = engine.known_vendors()
-        es.queries = [(r["id"], replace(parse(r["query"], date.fromisoformat(r["today"]),
-                                              vendors), k=K)) for r in rows]
+        es.queries = [(q.qid, replace(parse(q.name, q.today, vendors), k=K))
+                      for q in coll.queries]
     return es, make_queries
 
 
@@ -191,48 +143,71 @@ def recall(ranked: list[str], grades: dict[str, int], k: int = K) -> float:
     return len(rel & set(ranked[:k])) / len(rel) if rel else 0.0
 
 
-def run_config(engine: SearchEngine, es: EvalSet, mode: Mode) -> dict[str, Any]:
-    per: dict[str, dict[str, float]] = {}
-    empty = 0
-    t0 = time.perf_counter()
-    for qid, q in es.queries:
-        res = engine.search(q, mode)
-        empty += not res.hits
-        ranked = [h.path for h in res.hits]
-        per[qid] = {"ndcg@10": ndcg(ranked, es.qrels[qid]),
-                    "recall@10": recall(ranked, es.qrels[qid])}
-    n = max(1, len(per))
-    return {
-        "ndcg@10": sum(v["ndcg@10"] for v in per.values()) / n,
-        "recall@10": sum(v["recall@10"] for v in per.values()) / n,
-        "empty": empty, "queries": len(per),
-        "ms_per_query": 1000 * (time.perf_counter() - t0) / n,
-        "per_query": per,
-    }
+def score_runs(coll: Collection, ranked: dict[str, list[str]]) -> dict[str, Any]:
+    """Mean nDCG@10 / recall@10 per split (and per query kind), from qid -> ranked paths."""
+    out: dict[str, Any] = {}
+    groups: dict[str, list[EvalQuery]] = {}
+    for q in coll.queries:
+        groups.setdefault(q.split, []).append(q)
+        if q.kind:
+            groups.setdefault(f"{q.split}:{q.kind}", []).append(q)
+    for label, qs in sorted(groups.items()):
+        nd = [ndcg(ranked.get(q.qid, []), coll.qrels[q.qid]) for q in qs]
+        rc = [recall(ranked.get(q.qid, []), coll.qrels[q.qid]) for q in qs]
+        out[label] = {"ndcg@10": sum(nd) / len(nd), "recall@10": sum(rc) / len(rc),
+                      "empty": sum(not ranked.get(q.qid) for q in qs), "queries": len(qs)}
+    out["per_query"] = {q.qid: ndcg(ranked.get(q.qid, []), coll.qrels[q.qid])
+                        for q in coll.queries}
+    return out
 
 
-def configs(floor: float) -> Iterable[tuple[str, Mode, Tuning]]:
+def run_engine(engine: SearchEngine, coll: Collection, mode: Mode) -> dict[str, list[str]]:
+    """Each query as its /q folder name through the grammar and the engine, top K files."""
+    vendors = engine.known_vendors()
+    ranked: dict[str, list[str]] = {}
+    for q in coll.queries:
+        try:
+            parsed = parse(q.name, q.today, vendors)
+        except MemexError as exc:  # EINVAL through the mount: an empty folder for the user
+            log.warning("%s %s: %s", coll.name, q.qid, exc)
+            ranked[q.qid] = []
+            continue
+        ranked[q.qid] = [h.path for h in engine.search(parsed, mode).hits][:K]
+    return ranked
+
+
+def configs(floor: float, explore: bool) -> Iterable[tuple[str, Mode, Tuning]]:
     """Each row: a label, a mode and its tuning. Floors are 0 except the shipped default row."""
     base = Tuning(floor=0.0, lexical_floor=0.0, rel_cosine=0.0, rel_fused=0.0)
-    yield "bm25", "sparse", base
-    yield "dense", "dense", base
-    for a in (0.3, 0.4, 0.5, 0.6, 0.7):
-        yield f"hybrid convex a={a}", "hybrid", replace(base, fusion="convex", alpha=a)
-    yield "hybrid rrf k=60", "hybrid", replace(base, fusion="rrf", alpha=0.5)
-    yield "hybrid rrf k=60 w=.6", "hybrid", replace(base, fusion="rrf", alpha=0.6)
-    yield "hybrid dbsf", "hybrid", replace(base, fusion="dbsf", alpha=0.5)
-    yield "hybrid store-rrf", "hybrid", replace(base, fusion="store-rrf")
-    yield "hybrid store-dbsf", "hybrid", replace(base, fusion="store-dbsf")
-    yield "hybrid no boosts", "hybrid", replace(base, boosts={})
-    yield "hybrid DEFAULT (floor)", "hybrid", Tuning() if floor < 0 else Tuning(floor=floor)
+    yield "memexfs bm25", "sparse", base
+    yield "memexfs dense", "dense", base
+    if explore:
+        for a in (0.3, 0.5, 0.7):
+            yield f"hybrid convex a={a}", "hybrid", replace(base, fusion="convex", alpha=a)
+        yield "hybrid rrf k=60", "hybrid", replace(base, fusion="rrf", alpha=0.5)
+        yield "hybrid dbsf", "hybrid", replace(base, fusion="dbsf", alpha=0.5)
+        yield "hybrid no boosts", "hybrid", replace(base, boosts={})
+    yield "MEMEXFS /q (default)", "hybrid", Tuning() if floor < 0 else Tuning(floor=floor)
+
+
+def _print(name: str, rows: dict[str, dict[str, Any]]) -> None:
+    splits = sorted({k for r in rows.values() for k in r if k != "per_query"},
+                    key=lambda s: (":" in s, s))
+    print(f"\n{name}: nDCG@10 (empty folders)")
+    print(f"{'system':<28}" + "".join(f"{s:>16}" for s in splits))
+    for label, r in rows.items():
+        cells = "".join(f"{r[s]['ndcg@10']:>11.4f} ({r[s]['empty']:>2})" for s in splits)
+        print(f"{label:<28}{cells}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--encoder", default="minilm")
-    ap.add_argument("--sets", default="cisi,personal")
+    ap.add_argument("--encoder", default="ternary")
+    ap.add_argument("--sets", default="cisi,cacm,personal")
     ap.add_argument("--floor", type=float, default=-1.0,
-                    help="floor for the DEFAULT row (-1: the shipped Tuning default)")
+                    help="floor for the default row (-1: the shipped Tuning default)")
+    ap.add_argument("--explore", action="store_true", help="also the fusion variants")
+    ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "retrieval_eval.json")
     args = ap.parse_args(argv)
@@ -249,30 +224,30 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"encoder": enc.name, "k": K, "sets": {}}
     for name in args.sets.split(","):
         with tempfile.TemporaryDirectory(prefix="memexfs-eval-") as tmp:
-            store = EdgeStore(tmp, enc.dim)
+            coll = personal() if name.startswith("personal") else classic(
+                name, Path(tmp) / "vault", date.today())
+            store = EdgeStore(Path(tmp) / "index", enc.dim)
             t0 = time.perf_counter()
-            make: Callable[[SearchEngine], None] | None = None
-            if name == "cisi":
-                es = index_cisi(store, enc)
-            else:
-                es, make = index_personal(store, enc)
+            paths = index_collection(coll, store, enc)
             enc.save()
-            log.info("%s: indexed %d chunks in %.1fs", name, store.count_chunks(),
-                     time.perf_counter() - t0)
-            rows = {}
-            for label, mode, tuning in configs(args.floor):
+            log.info("%s: indexed %d files, %d chunks in %.1fs", coll.name, len(paths),
+                     store.count_chunks(), time.perf_counter() - t0)
+            rows: dict[str, dict[str, Any]] = {}
+            if not args.no_peers:
+                texts = file_texts(coll.vault, paths)
+                bm25 = BM25Peer(texts)
+                rows["peer BM25 (bm25s)"] = score_runs(
+                    coll, {q.qid: bm25.rank(q.name, K) for q in coll.queries})
+                dense = DensePeer(texts, RESULTS / "cache" / f"peer-minilm-{coll.name}.npz")
+                rows["peer dense MiniLM fp32"] = score_runs(
+                    coll, {q.qid: dense.rank(q.name, K) for q in coll.queries})
+            for label, mode, tuning in configs(args.floor, args.explore):
                 engine = SearchEngine(store, enc, tuning)
-                if make is not None:
-                    make(engine)
-                rows[label] = run_config(engine, es, mode)
+                rows[label] = score_runs(coll, run_engine(engine, coll, mode))
             enc.save()
             store.close()
-        report["sets"][es.name] = rows
-        print(f"\n{es.name} ({len(es.queries)} queries)")
-        print(f"{'config':<26}{'nDCG@10':>9}{'R@10':>8}{'empty':>7}{'ms/q':>8}")
-        for label, r in rows.items():
-            print(f"{label:<26}{r['ndcg@10']:>9.4f}{r['recall@10']:>8.4f}{r['empty']:>7}"
-                  f"{r['ms_per_query']:>8.1f}")
+        report["sets"][coll.name] = rows
+        _print(coll.name, rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {args.out}")
