@@ -2,8 +2,12 @@
 
 Like libfuse's passthrough_ll, every known inode holds an ``O_PATH`` descriptor, and operations use
 ``*at()`` calls relative to it. Renames in or around the mount never leave a stale path behind, and
-hard links share one node (keyed by the vault's ``(st_dev, st_ino)``). Virtual nodes (``/q`` and its
-folders) live in the same id space with ``fd == -1``.
+hard links share one node (keyed by the vault's ``(st_dev, st_ino)``). A real node's id *is* the
+vault object's inode number (as in libfuse's passthrough_hp), so ``st_ino`` through the mount is
+the vault's, stable across renames, cache invalidations and remounts (``find -samefile``, rsync's
+hard-link detection and POSIX rename checks rely on that); numbers cannot collide while a node
+lives, because its O_PATH descriptor keeps the file system from reusing them. Virtual nodes (``/q``
+and its folders) take ids from the top half of the 64-bit space, with ``fd == -1``.
 
 The kernel keeps what it looked up (every readdirplus entry counts) until memory pressure makes it
 forget, so a walk over a big vault would hold one descriptor per file and end in EMFILE for every
@@ -26,6 +30,8 @@ from typing import Any
 import pyfuse3
 
 ROOT = pyfuse3.ROOT_INODE
+VIRTUAL_BASE = 1 << 63  # virtual node ids count up from here
+FALLBACK_BASE = 1 << 62  # a vault inode number that cannot serve as an id (the root's, 0, huge)
 
 
 @dataclass
@@ -59,7 +65,8 @@ class InodeTable:
         self.open_fds = 0  # O_PATH descriptors held for nodes other than the root
         self._recent: OrderedDict[int, None] = OrderedDict()  # real nodes, least recent first
         self._next_shed = self.high_water  # hysteresis: FORGETs arrive some requests later
-        self._next = ROOT + 1
+        self._next_virtual = VIRTUAL_BASE
+        self._next_fallback = FALLBACK_BASE
         self.nodes: dict[int, Node] = {}
         self._by_key: dict[tuple[int, int], int] = {}
         root = Node(ROOT, root_fd, (st.st_dev, st.st_ino), nlookup=1,
@@ -73,9 +80,17 @@ class InodeTable:
         except KeyError:
             raise OSError(2, "stale inode") from None
 
-    def new_id(self) -> int:
-        inode = self._next
-        self._next += 1
+    def _real_id(self, st: os.stat_result) -> int:
+        ino = st.st_ino
+        if ROOT < ino < FALLBACK_BASE and ino not in self.nodes:
+            return ino
+        inode = self._next_fallback
+        self._next_fallback += 1
+        return inode
+
+    def _virtual_id(self) -> int:
+        inode = self._next_virtual
+        self._next_virtual += 1
         return inode
 
     def adopt(self, fd: int, st: os.stat_result, parent: int = 0, name: bytes = b"") -> Node:
@@ -88,7 +103,7 @@ class InodeTable:
             if known != ROOT:
                 self._recent.move_to_end(known)
         else:
-            node = Node(self.new_id(), fd, key, kind=stat.S_IFMT(st.st_mode))
+            node = Node(self._real_id(st), fd, key, kind=stat.S_IFMT(st.st_mode))
             self.nodes[node.inode] = node
             self._by_key[key] = node.inode
             self._recent[node.inode] = None
@@ -119,7 +134,7 @@ class InodeTable:
         return self.nodes.get(inode) if inode is not None else None
 
     def add_virtual(self, obj: Any) -> Node:
-        node = Node(self.new_id(), -1, None, virtual=obj)
+        node = Node(self._virtual_id(), -1, None, virtual=obj)
         self.nodes[node.inode] = node
         return node
 
