@@ -51,6 +51,13 @@ class IndexUnavailable(MemexError):
     errno = errno.EIO
 
 
+class IndexFull(IndexUnavailable):
+    """The index's file system is below its free-space reserve: writes are refused before the
+    engine sees them (Qdrant Edge dies by SIGBUS when its mmapped files hit a full disk)."""
+
+    errno = errno.ENOSPC
+
+
 class VaultLocked(MemexError):
     """Another daemon already serves this vault."""
 

@@ -15,6 +15,10 @@ Two Qdrant collections (Edge shards) live in ``<vault>/.memexfs/``:
     payload    = ``CHUNK_KEYS`` plus the file's structured fields, copied onto every chunk so
                  each filter runs inside the vector search.
 
+Strings in both payloads are the names as Python sees them (``os.fsdecode``: a name that is not
+UTF-8 carries surrogate escapes); the store keeps them in a reversible UTF-8 form
+(``memexfs.store.escape_str``) and gives them back unchanged, filters included.
+
 Invariants (checked by ``memexfs check``):
     * every chunk's ``file_id`` has a catalog point whose ``status`` is ``indexed``;
     * every chunk carries the catalog's ``content_hash`` and ``encoder`` of its file;
@@ -50,6 +54,15 @@ def ancestors(path: str) -> list[str]:
     """Folder prefixes of a vault-relative path, for ``in:`` filters: a/b/c.txt -> [a, a/b]."""
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def display(text: str) -> str:
+    """A name as text for people and text models: bytes that are not UTF-8 (surrogate escapes
+    from ``os.fsdecode``) become U+FFFD. Lossy: for headers, snippets and tokenizers, never for
+    a path that must reopen the file."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass

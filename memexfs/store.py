@@ -8,19 +8,23 @@ Filters are expressed in the neutral types below so callers never import a Qdran
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, Union
 
-from memexfs.errors import IndexUnavailable
+from memexfs.errors import IndexFull, IndexUnavailable
 from memexfs.schema import FileRecord, chunk_point_id
 
 log = logging.getLogger(__name__)
 
 DENSE = "dense"
 SPARSE = "bm25"
+PAGE = 512  # records per scroll page (and per round trip to a store process)
 
 
 # ---- neutral filter language ------------------------------------------------------------------
@@ -65,6 +69,54 @@ class Filter:
 
 
 Condition = Union[Match, MatchAny, Range, IsEmpty, Filter]  # noqa: UP007 (a runtime alias)
+
+
+# ---- names that are not UTF-8 -------------------------------------------------------------------
+# A file name that is not UTF-8 reaches us as a str with surrogate escapes (os.fsdecode); Qdrant
+# payload strings must be UTF-8. At the store boundary each such surrogate U+DC80..U+DCFF becomes
+# ESC + two hex digits, and ESC itself (a noncharacter no real name carries) becomes ESC ESC. The
+# mapping is per character, so prefixes (``dirs``) and equality filters keep working, and strings
+# without either character are stored as before.
+ESC = "\U0010ffff"
+_NEEDS_ESCAPE = re.compile("[\udc80-\udcff\U0010ffff]")
+_ESCAPED = re.compile("\U0010ffff(\U0010ffff|[0-9a-f]{2})")
+
+
+def escape_str(s: str) -> str:
+    """The UTF-8-safe stored form of ``s`` (identity for ordinary strings)."""
+    if s.isascii() or not _NEEDS_ESCAPE.search(s):
+        return s
+    return _NEEDS_ESCAPE.sub(
+        lambda m: ESC + ESC if m[0] == ESC else f"{ESC}{ord(m[0]) - 0xDC00:02x}", s)
+
+
+def unescape_str(s: str) -> str:
+    """Inverse of :func:`escape_str`."""
+    if ESC not in s:
+        return s
+    return _ESCAPED.sub(lambda m: ESC if m[1] == ESC else chr(0xDC00 + int(m[1], 16)), s)
+
+
+def escape_value(v: Any) -> Any:
+    """``escape_str`` over every string in a payload value (dicts, lists, tuples)."""
+    if isinstance(v, str):
+        return escape_str(v)
+    if isinstance(v, dict):
+        return {escape_str(k) if isinstance(k, str) else k: escape_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [escape_value(x) for x in v]
+    return v
+
+
+def unescape_value(v: Any) -> Any:
+    if isinstance(v, str):
+        return unescape_str(v)
+    if isinstance(v, dict):
+        return {unescape_str(k) if isinstance(k, str) else k: unescape_value(x)
+                for k, x in v.items()}
+    if isinstance(v, list):
+        return [unescape_value(x) for x in v]
+    return v
 
 
 # ---- records ------------------------------------------------------------------------------------
@@ -139,36 +191,113 @@ class Store(Protocol):
 
 
 # ---- Qdrant Edge ------------------------------------------------------------------------------
+MIB = 1 << 20
+RESERVE_MIN = 64 * MIB  # free space kept on the index's file system (or 1 % of it, if more)
+OPEN_LOCKED_WAIT_S = 10.0  # a store process that just lost its daemon may still hold the WAL lock
+
+
+def is_panic(exc: BaseException) -> bool:
+    """A Rust panic surfacing through pyo3 (``pyo3_runtime.PanicException``): not an Exception."""
+    return type(exc).__name__ == "PanicException"
+
+
+def default_reserve(path: str | Path) -> int:
+    st = os.statvfs(path)
+    return max(RESERVE_MIN, st.f_blocks * st.f_frsize // 100)
+
+
 class EdgeStore:
     """Qdrant Edge shards in ``root``: ``catalog/`` and ``chunks/``. Thread-safe (one lock).
 
     The Edge shard is not documented as safe for concurrent mutation, so every call holds
     ``_lock``; searches are short (ms), so this costs little next to encoding.
+
+    The engine holds the GIL while it blocks on disk and dies by SIGBUS on a full disk, so the
+    daemon runs this class in a process of its own (``memexfs.store_process``). Writes are refused
+    with ``IndexFull`` while the index's file system has less than ``reserve_bytes`` free (default
+    :func:`default_reserve`). A shard that cannot be opened (corrupt, locked) is
+    ``IndexUnavailable`` with the engine's reason, panics included; ``repair=True`` then moves the
+    index aside (``<root>.corrupt-<time>``) and starts an empty one that the indexer refills.
     """
 
-    def __init__(self, root: str | Path, dim: int) -> None:
+    def __init__(self, root: str | Path, dim: int, *, reserve_bytes: int | None = None,
+                 repair: bool = False) -> None:
         import qdrant_edge as qe
 
         self._qe = qe
         self._lock = threading.RLock()
         self._bm25 = qe.Bm25(qe.Bm25Config(language="english"))
-        root = Path(root)
+        self.root = root = Path(root)
+        self.moved_aside: Path | None = None  # where a repair put the corrupt index
         root.mkdir(parents=True, exist_ok=True)
+        self._reserve = default_reserve(root) if reserve_bytes is None else reserve_bytes
         try:
-            self._catalog = self._open(
-                root / "catalog",
-                qe.EdgeConfig(sparse_vectors={"none": qe.EdgeSparseVectorParams()}),
-            )
-            self._chunks = self._open(
-                root / "chunks",
-                qe.EdgeConfig(
-                    vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-                    sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-                ),
-            )
-        except Exception as exc:  # the engine reports corrupt or locked shards as plain errors
-            raise IndexUnavailable(f"cannot open the index in {root}: {exc}") from exc
-        self._ensure_indexes()
+            self._open_all(dim)
+        except IndexUnavailable as exc:
+            if not repair or "WouldBlock" in str(exc):  # in use by another process: not damage
+                raise
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.moved_aside = root.with_name(f"{root.name}.corrupt-{stamp}")
+            if self.moved_aside.exists():
+                self.moved_aside = root.with_name(f"{root.name}.corrupt-{stamp}-{os.getpid()}")
+            os.replace(root, self.moved_aside)
+            log.warning("index in %s could not be opened: moved to %s, starting an empty one",
+                        root, self.moved_aside)
+            root.mkdir(parents=True)
+            self._open_all(dim)
+
+    def _open_all(self, dim: int) -> None:
+        qe = self._qe
+        deadline = time.monotonic() + OPEN_LOCKED_WAIT_S
+        while True:
+            try:
+                self._catalog = self._open(
+                    self.root / "catalog",
+                    qe.EdgeConfig(sparse_vectors={"none": qe.EdgeSparseVectorParams()}),
+                )
+                self._chunks = self._open(
+                    self.root / "chunks",
+                    qe.EdgeConfig(
+                        vectors={DENSE: qe.EdgeVectorParams(size=dim,
+                                                            distance=qe.Distance.Cosine)},
+                        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(
+                            modifier=qe.Modifier.Idf)},
+                    ),
+                )
+                self._ensure_indexes()
+                # a cheap read of each shard: damage the loader tolerates shows up here
+                self._catalog.count(qe.CountRequest(exact=True))
+                self._chunks.count(qe.CountRequest(exact=True))
+                return
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 (corrupt shards panic: not an Exception)
+                self._close_open_shards()
+                if "WouldBlock" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.1)  # the previous owner is still closing
+                    continue
+                kind = "the index engine panicked" if is_panic(exc) else "error"
+                raise IndexUnavailable(
+                    f"cannot open the index in {self.root} ({kind}): {exc}") from exc
+
+    def _close_open_shards(self) -> None:
+        for name in ("_catalog", "_chunks"):
+            shard = self.__dict__.pop(name, None)
+            if shard is not None:
+                try:
+                    shard.close()
+                except BaseException:  # noqa: BLE001 (a half-open corrupt shard may panic)
+                    log.debug("closing a half-open shard failed", exc_info=True)
+
+    def _check_space(self) -> None:
+        """Refuse a write before the engine can hit a full disk (SIGBUS in its mmapped files)."""
+        if not self._reserve:
+            return
+        st = os.statvfs(self.root)
+        free = st.f_bavail * st.f_frsize
+        if free < self._reserve:
+            raise IndexFull(f"index disk full: {free // MIB} MiB free in {self.root} "
+                            f"(reserve {self._reserve // MIB} MiB)")
 
     def _open(self, path: Path, config: Any) -> Any:
         qe = self._qe
@@ -205,9 +334,9 @@ class EdgeStore:
     def _cond(self, c: Condition) -> Any:
         qe = self._qe
         if isinstance(c, Match):
-            return qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
+            return qe.FieldCondition(c.key, match=qe.MatchValue(escape_value(c.value)))
         if isinstance(c, MatchAny):
-            return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.values)))
+            return qe.FieldCondition(c.key, match=qe.MatchAny(escape_value(list(c.values))))
         if isinstance(c, Range):
             return qe.FieldCondition(
                 c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte, gt=c.gt, lt=c.lt)
@@ -230,16 +359,21 @@ class EdgeStore:
         return self._filter(Filter(must=(Match("file_id", file_id),)))
 
     # -- catalog
+    @staticmethod
+    def _record(payload: Any) -> FileRecord:
+        return FileRecord.from_payload(unescape_value(dict(payload or {})))
+
     def put_file(self, rec: FileRecord) -> None:
         qe = self._qe
-        point = qe.Point(rec.file_id, {}, rec.to_payload())
+        point = qe.Point(rec.file_id, {}, escape_value(rec.to_payload()))
         with self._lock:
+            self._check_space()
             self._catalog.update(qe.UpdateOperation.upsert_points([point]))
 
     def get_file(self, file_id: str) -> FileRecord | None:
         with self._lock:
             recs = self._catalog.retrieve([file_id], with_payload=True, with_vector=False)
-        return FileRecord.from_payload(recs[0].payload) if recs else None
+        return self._record(recs[0].payload) if recs else None
 
     def file_by_path(self, path: str) -> FileRecord | None:
         qe = self._qe
@@ -248,7 +382,7 @@ class EdgeStore:
         )
         with self._lock:
             recs, _ = self._catalog.scroll(req)
-        return FileRecord.from_payload(recs[0].payload) if recs else None
+        return self._record(recs[0].payload) if recs else None
 
     def update_file(self, file_id: str, **changes: Any) -> None:
         qe = self._qe
@@ -258,31 +392,49 @@ class EdgeStore:
             changes["name"] = changes["path"].rsplit("/", 1)[-1]
             changes["dirs"] = ancestors(changes["path"])
         with self._lock:
-            self._catalog.update(qe.UpdateOperation.set_payload([file_id], changes))
+            self._check_space()
+            self._catalog.update(qe.UpdateOperation.set_payload([file_id], escape_value(changes)))
 
     def delete_file(self, file_id: str) -> None:
         qe = self._qe
         with self._lock:
+            self._check_space()
             self._chunks.update(qe.UpdateOperation.delete_points_by_filter(
                 self._file_filter(file_id)))
             self._catalog.update(qe.UpdateOperation.delete_points([file_id]))
 
+    def _page(self, shard: Any, flt: Filter | None, offset: Any, limit: int,
+              with_vector: bool = False) -> tuple[list[Any], Any]:
+        req = self._qe.ScrollRequest(offset=offset, limit=limit, filter=self._filter(flt),
+                                     with_payload=True, with_vector=with_vector)
+        with self._lock:
+            recs, nxt = shard.scroll(req)
+        return list(recs), nxt
+
     def _scroll(self, shard: Any, flt: Filter | None, with_vector: bool = False,
-                page: int = 512) -> Iterator[Any]:
-        qe = self._qe
+                page: int = PAGE) -> Iterator[Any]:
         offset = None
         while True:
-            req = qe.ScrollRequest(offset=offset, limit=page, filter=self._filter(flt),
-                                   with_payload=True, with_vector=with_vector)
-            with self._lock:
-                recs, offset = shard.scroll(req)
+            recs, offset = self._page(shard, flt, offset, page, with_vector)
             yield from recs
             if offset is None:
                 return
 
+    def files_page(self, flt: Filter | None, offset: Any = None,
+                   limit: int = PAGE) -> tuple[list[FileRecord], Any]:
+        """One page of ``iter_files`` and the offset of the next (None at the end): what a
+        store in another process fetches per round trip."""
+        recs, nxt = self._page(self._catalog, flt, offset, limit)
+        return [self._record(r.payload) for r in recs], nxt
+
+    def chunks_page(self, flt: Filter | None, offset: Any = None,
+                    limit: int = PAGE) -> tuple[list[ChunkHit], Any]:
+        recs, nxt = self._page(self._chunks, flt, offset, limit)
+        return [ChunkHit(str(r.id), 0.0, unescape_value(dict(r.payload or {}))) for r in recs], nxt
+
     def iter_files(self, flt: Filter | None = None) -> Iterator[FileRecord]:
         for rec in self._scroll(self._catalog, flt):
-            yield FileRecord.from_payload(rec.payload)
+            yield self._record(rec.payload)
 
     def count_files(self, flt: Filter | None = None) -> int:
         with self._lock:
@@ -295,25 +447,28 @@ class EdgeStore:
         qe = self._qe
         new = []
         for p in points:
-            sparse = self._bm25.embed_document(p.bm25_text)
+            sparse = self._bm25.embed_document(escape_str(p.bm25_text))
             vec = {DENSE: [float(x) for x in p.dense], SPARSE: sparse}
-            new.append(qe.Point(p.point_id, vec, {**p.payload, "file_id": file_id,
-                                                   "chunk_index": p.index}))
+            new.append(qe.Point(p.point_id, vec, escape_value(
+                {**p.payload, "file_id": file_id, "chunk_index": p.index})))
         stale = Filter(must=(Match("file_id", file_id), Range("chunk_index", gte=len(points))))
         with self._lock:
+            self._check_space()
             if new:
                 self._chunks.update(qe.UpdateOperation.upsert_points(new))
             self._chunks.update(qe.UpdateOperation.delete_points_by_filter(self._filter(stale)))
 
     def delete_chunks(self, file_id: str) -> None:
         with self._lock:
+            self._check_space()
             self._chunks.update(self._qe.UpdateOperation.delete_points_by_filter(
                 self._file_filter(file_id)))
 
     def move_chunks(self, file_id: str, payload: dict[str, Any]) -> None:
         with self._lock:
+            self._check_space()
             self._chunks.update(self._qe.UpdateOperation.set_payload_by_filter(
-                self._file_filter(file_id), payload))
+                self._file_filter(file_id), escape_value(payload)))
 
     def chunk_vectors(self, file_id: str) -> dict[str, list[float]]:
         """chunk_hash -> dense vector of the file's stored chunks (to skip re-embedding them)."""
@@ -322,7 +477,7 @@ class EdgeStore:
                                 with_vector=True):
             vec = rec.vector
             if isinstance(vec, dict) and DENSE in vec and rec.payload:
-                out[str(rec.payload.get("chunk_hash", ""))] = list(vec[DENSE])
+                out[unescape_str(str(rec.payload.get("chunk_hash", "")))] = list(vec[DENSE])
         return out
 
     def count_chunks(self, flt: Filter | None = None) -> int:
@@ -332,21 +487,21 @@ class EdgeStore:
 
     def iter_chunks(self, flt: Filter | None = None) -> Iterator[ChunkHit]:
         for rec in self._scroll(self._chunks, flt):
-            yield ChunkHit(str(rec.id), 0.0, dict(rec.payload or {}))
+            yield ChunkHit(str(rec.id), 0.0, unescape_value(dict(rec.payload or {})))
 
     def distinct(self, key: str) -> list[str | int | bool]:
         """Distinct values of an indexed keyword field over all chunks (a facet: milliseconds)."""
         req = self._qe.FacetRequest(key, limit=100_000, exact=True)
         with self._lock:
             resp = self._chunks.facet(req)
-        return [hit.value for hit in resp.hits]
+        return [unescape_value(hit.value) for hit in resp.hits]
 
     def _request(self, q: ChunkQuery) -> Any:
         qe = self._qe
         flt = self._filter(q.filter)
         dense_q = (qe.Query.Nearest([float(x) for x in q.dense], using=DENSE)
                    if q.dense is not None else None)
-        sparse_q = (qe.Query.Nearest(self._bm25.embed_query(q.text), using=SPARSE)
+        sparse_q = (qe.Query.Nearest(self._bm25.embed_query(escape_str(q.text)), using=SPARSE)
                     if q.text.strip() else None)
         common = dict(limit=q.limit, filter=flt, with_payload=True,
                       with_vector=[DENSE] if q.with_dense else False)
@@ -372,7 +527,7 @@ class EdgeStore:
     def _hit(p: Any) -> ChunkHit:
         vec = p.vector
         dense = list(vec[DENSE]) if isinstance(vec, dict) and DENSE in vec else None
-        return ChunkHit(str(p.id), float(p.score), dict(p.payload or {}), dense)
+        return ChunkHit(str(p.id), float(p.score), unescape_value(dict(p.payload or {})), dense)
 
     def search(self, q: ChunkQuery) -> list[ChunkHit]:
         req = self._request(q)
@@ -400,14 +555,29 @@ class EdgeStore:
                 except Exception:  # closing must not mask the caller's own error
                     log.exception("closing a shard failed")
 
+    def ping(self) -> None:
+        """Nothing: a round trip that proves a store process answers."""
 
-def open_store(vault: Any, qdrant_url: str | None = None, dim: int = 384) -> Store:
+
+def open_store(vault: Any, qdrant_url: str | None = None, dim: int = 384, *,
+               in_process: bool = False, repair: bool = False,
+               log_to: str | Path | None = None) -> Store:
     """The vault's store: Qdrant Edge in ``.memexfs/index`` or, once a vault was given a
-    ``qdrant_url`` (remembered in ``.memexfs/config.json``), collections on that server."""
+    ``qdrant_url`` (remembered in ``.memexfs/config.json``), collections on that server.
+
+    Edge runs in a store process of its own (``ProcessStore``) unless ``in_process``: its native
+    code can hold the GIL, panic or die by SIGBUS, and none of that may stop or kill the caller.
+    ``repair`` moves an index that cannot be opened aside and starts an empty one; ``log_to``
+    takes the store process's stderr (default: ours).
+    """
     config = vault.read_json("config.json")
     url = qdrant_url or config.get("qdrant_url")
     if not url:
-        return EdgeStore(vault.index_dir, dim)
+        if in_process:
+            return EdgeStore(vault.index_dir, dim, repair=repair)
+        from memexfs.store_process import ProcessStore
+
+        return ProcessStore(vault.index_dir, dim, repair=repair, log_to=log_to)
     from memexfs.store_server import ServerStore, collection_prefix
 
     store = ServerStore(dim, url=str(url), prefix=collection_prefix(str(vault.root)))

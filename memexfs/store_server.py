@@ -29,6 +29,10 @@ from memexfs.store import (
     Match,
     MatchAny,
     Range,
+    escape_str,
+    escape_value,
+    unescape_str,
+    unescape_value,
 )
 
 log = logging.getLogger(__name__)
@@ -88,9 +92,11 @@ class ServerStore:
     def _cond(self, cond: Condition) -> Any:
         m = self._m
         if isinstance(cond, Match):
-            return m.FieldCondition(key=cond.key, match=m.MatchValue(value=cond.value))
+            return m.FieldCondition(key=cond.key,
+                                    match=m.MatchValue(value=escape_value(cond.value)))
         if isinstance(cond, MatchAny):
-            return m.FieldCondition(key=cond.key, match=m.MatchAny(any=list(cond.values)))
+            return m.FieldCondition(key=cond.key,
+                                    match=m.MatchAny(any=escape_value(list(cond.values))))
         if isinstance(cond, Range):
             return m.FieldCondition(key=cond.key, range=m.Range(gte=cond.gte, lte=cond.lte,
                                                                 gt=cond.gt, lt=cond.lt))
@@ -111,26 +117,30 @@ class ServerStore:
     def _sparse(self, vec: Any) -> Any:
         return self._m.SparseVector(indices=list(vec.indices), values=list(vec.values))
 
-    # -- catalog
+    # -- catalog (strings cross in escaped form: see ``memexfs.store.escape_str``)
+    @staticmethod
+    def _record(payload: Any) -> FileRecord:
+        return FileRecord.from_payload(unescape_value(dict(payload or {})))
+
     def put_file(self, rec: FileRecord) -> None:
-        self._client.upsert(self.catalog, [self._m.PointStruct(id=rec.file_id, vector={},
-                                                                payload=rec.to_payload())])
+        self._client.upsert(self.catalog, [self._m.PointStruct(
+            id=rec.file_id, vector={}, payload=escape_value(rec.to_payload()))])
 
     def get_file(self, file_id: str) -> FileRecord | None:
         recs = self._client.retrieve(self.catalog, [file_id], with_payload=True)
-        return FileRecord.from_payload(dict(recs[0].payload or {})) if recs else None
+        return self._record(recs[0].payload) if recs else None
 
     def file_by_path(self, path: str) -> FileRecord | None:
         recs, _ = self._client.scroll(self.catalog, limit=1, with_payload=True,
                                       scroll_filter=self._filter(Filter(must=(Match("path",
                                                                                     path),))))
-        return FileRecord.from_payload(dict(recs[0].payload or {})) if recs else None
+        return self._record(recs[0].payload) if recs else None
 
     def update_file(self, file_id: str, **changes: Any) -> None:
         if "path" in changes:
             changes["name"] = changes["path"].rsplit("/", 1)[-1]
             changes["dirs"] = ancestors(changes["path"])
-        self._client.set_payload(self.catalog, payload=changes, points=[file_id])
+        self._client.set_payload(self.catalog, payload=escape_value(changes), points=[file_id])
 
     def delete_file(self, file_id: str) -> None:
         m = self._m
@@ -151,7 +161,7 @@ class ServerStore:
 
     def iter_files(self, flt: Filter | None = None) -> Iterator[FileRecord]:
         for rec in self._scroll(self.catalog, flt):
-            yield FileRecord.from_payload(rec.payload)
+            yield self._record(rec.payload)
 
     def count_files(self, flt: Filter | None = None) -> int:
         return int(self._client.count(self.catalog, count_filter=self._filter(flt),
@@ -163,8 +173,8 @@ class ServerStore:
         structs = [m.PointStruct(
             id=p.point_id,
             vector={DENSE: [float(x) for x in p.dense],
-                    SPARSE: self._sparse(self._bm25.embed_document(p.bm25_text))},
-            payload={**p.payload, "file_id": file_id, "chunk_index": p.index})
+                    SPARSE: self._sparse(self._bm25.embed_document(escape_str(p.bm25_text)))},
+            payload=escape_value({**p.payload, "file_id": file_id, "chunk_index": p.index}))
             for p in points]
         stale = Filter(must=(Match("file_id", file_id), Range("chunk_index", gte=len(points))))
         with self._lock:
@@ -176,7 +186,8 @@ class ServerStore:
         self._client.delete(self.chunks, self._m.FilterSelector(filter=self._of_file(file_id)))
 
     def move_chunks(self, file_id: str, payload: dict[str, Any]) -> None:
-        self._client.set_payload(self.chunks, payload=payload, points=self._of_file(file_id))
+        self._client.set_payload(self.chunks, payload=escape_value(payload),
+                                 points=self._of_file(file_id))
 
     def chunk_vectors(self, file_id: str) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
@@ -184,7 +195,7 @@ class ServerStore:
                                 with_vectors=[DENSE]):
             vec = rec.vector
             if isinstance(vec, dict) and DENSE in vec and rec.payload:
-                out[str(rec.payload.get("chunk_hash", ""))] = list(vec[DENSE])
+                out[unescape_str(str(rec.payload.get("chunk_hash", "")))] = list(vec[DENSE])
         return out
 
     def count_chunks(self, flt: Filter | None = None) -> int:
@@ -193,17 +204,18 @@ class ServerStore:
 
     def iter_chunks(self, flt: Filter | None = None) -> Iterator[ChunkHit]:
         for rec in self._scroll(self.chunks, flt):
-            yield ChunkHit(str(rec.id), 0.0, dict(rec.payload or {}))
+            yield ChunkHit(str(rec.id), 0.0, unescape_value(dict(rec.payload or {})))
 
     def distinct(self, key: str) -> list[str | int | bool]:
         resp = self._client.facet(self.chunks, key=key, limit=100_000, exact=True)
-        return [hit.value for hit in resp.hits]
+        return [unescape_value(hit.value) for hit in resp.hits]
 
     def search(self, q: ChunkQuery) -> list[ChunkHit]:
         m = self._m
         flt = self._filter(q.filter)
         dense = [float(x) for x in q.dense] if q.dense is not None else None
-        sparse = self._sparse(self._bm25.embed_query(q.text)) if q.text.strip() else None
+        sparse = (self._sparse(self._bm25.embed_query(escape_str(q.text))) if q.text.strip()
+                  else None)
         common: dict[str, Any] = dict(limit=q.limit, query_filter=flt, with_payload=True,
                                       with_vectors=[DENSE] if q.with_dense else False)
         if q.mode == "dense" or (q.mode == "hybrid" and sparse is None):
@@ -229,7 +241,7 @@ class ServerStore:
     def _hit(p: Any) -> ChunkHit:
         vec = p.vector
         dense = list(vec[DENSE]) if isinstance(vec, dict) and DENSE in vec else None
-        return ChunkHit(str(p.id), float(p.score), dict(p.payload or {}), dense)
+        return ChunkHit(str(p.id), float(p.score), unescape_value(dict(p.payload or {})), dense)
 
     def search_batch(self, qs: Sequence[ChunkQuery]) -> list[list[ChunkHit]]:
         return [self.search(q) for q in qs]

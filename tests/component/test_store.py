@@ -1,9 +1,12 @@
 """EdgeStore against a real Qdrant Edge shard in a temp dir: the catalog and chunk operations the
-indexer relies on (replace a file's chunks, move payload without vectors, delete, survive reopen).
+indexer relies on (replace a file's chunks, move payload without vectors, delete, survive reopen),
+the same contract through a store process (ProcessStore) and on qdrant-client, and names that are
+not UTF-8.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,18 @@ import numpy as np
 import pytest
 
 from memexfs.schema import FileRecord, location_payload
-from memexfs.store import ChunkPoint, ChunkQuery, EdgeStore, Filter, Match, Store
+from memexfs.store import (
+    ChunkPoint,
+    ChunkQuery,
+    EdgeStore,
+    Filter,
+    Match,
+    MatchAny,
+    Store,
+    escape_str,
+    unescape_str,
+)
+from memexfs.store_process import ProcessStore
 from memexfs.store_server import ServerStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,13 +45,15 @@ def _points(fid: str, path: str, texts: list[str], seed: int = 0) -> list[ChunkP
             for i, t in enumerate(texts)]
 
 
-@pytest.fixture(params=["edge", "server"])
+@pytest.fixture(params=["edge", "process", "server"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Both backends must keep the same contract; the server one runs on qdrant-client's local
+    """Every backend must keep the same contract; the server one runs on qdrant-client's local
     mode (the same API a Qdrant server answers)."""
     s: Store
     if request.param == "edge":
         s = EdgeStore(tmp_path / "index", DIM)
+    elif request.param == "process":
+        s = ProcessStore(tmp_path / "index", DIM, timeout=20)
     else:
         from qdrant_client import QdrantClient
 
@@ -136,3 +152,41 @@ def test_unreachable_server_is_one_clear_error_and_not_remembered(tmp_path: Path
         open_store(vault, "http://127.0.0.1:9")  # the discard port: nothing listens
     assert "qdrant_url" not in vault.read_json("config.json")
     open_store(vault).close()  # still the local Edge store
+
+
+NAME = os.fsdecode(b"caf\xe9.txt")  # a Latin-1 name on a UTF-8 system: 'caf\udce9.txt'
+FOLDER = os.fsdecode(b"d\xfcr")
+
+
+def test_escape_round_trips_and_leaves_ordinary_strings_alone() -> None:
+    for s in (NAME, f"{FOLDER}/{NAME}", "caf\u00e9.txt", "plain", "\U0010ffff", "\U0010ffffe9"):
+        stored = escape_str(s)
+        stored.encode()  # valid UTF-8: what Qdrant requires
+        assert unescape_str(stored) == s
+    assert escape_str("caf\u00e9/n.txt") == "caf\u00e9/n.txt"
+
+
+def test_non_utf8_names_round_trip(store: Store) -> None:
+    path = f"{FOLDER}/{NAME}"
+    rec = FileRecord(_fid(8), path, 4, 4, error=f"cannot read {path}")
+    store.put_file(rec)
+    assert store.get_file(rec.file_id) == rec
+    assert store.file_by_path(path) == rec
+    assert [r.path for r in store.iter_files()] == [path]
+    assert [r.path for r in store.iter_files(Filter(must=(Match("dirs", FOLDER),)))] == [path]
+    assert store.count_files(Filter(must=(MatchAny("path", (path, "x")),))) == 1
+    assert store.file_by_path(f"{FOLDER}/cafe.txt") is None
+    store.put_chunks(rec.file_id, _points(rec.file_id, path, [f"text about {NAME}"]))
+    hits = list(store.iter_chunks(Filter(must=(Match("path", path),))))
+    assert [(h.payload["path"], h.payload["name"], h.payload["dirs"]) for h in hits] == [
+        (path, NAME, [FOLDER])]
+    assert store.distinct("dirs") == [FOLDER]
+    found = store.search(ChunkQuery(limit=3, dense=_vec(0), text=NAME,
+                                    filter=Filter(must=(Match("dirs", FOLDER),))))
+    assert [h.payload["path"] for h in found] == [path]
+    # a rename moves the escaped payload along, catalog and chunks
+    moved = os.fsdecode(b"new/\xe9t\xe9.txt")
+    store.update_file(rec.file_id, path=moved)
+    store.move_chunks(rec.file_id, location_payload(moved))
+    assert store.file_by_path(moved) is not None
+    assert [h.payload["path"] for h in store.iter_chunks()] == [moved]
