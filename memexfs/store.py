@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, Union
 
 from memexfs.errors import IndexFull, IndexUnavailable
+from memexfs.lexical import Lexical
 from memexfs.schema import FileRecord, chunk_point_id
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class EdgeStore:
 
         self._qe = qe
         self._lock = threading.RLock()
-        self._bm25 = qe.Bm25(qe.Bm25Config(language="english"))
+        self._bm25 = Lexical()
         self.root = root = Path(root)
         self.moved_aside: Path | None = None  # where a repair put the corrupt index
         root.mkdir(parents=True, exist_ok=True)
@@ -447,7 +448,7 @@ class EdgeStore:
         qe = self._qe
         new = []
         for p in points:
-            sparse = self._bm25.embed_document(escape_str(p.bm25_text))
+            sparse = self._bm25.document(escape_str(p.bm25_text))
             vec = {DENSE: [float(x) for x in p.dense], SPARSE: sparse}
             new.append(qe.Point(p.point_id, vec, escape_value(
                 {**p.payload, "file_id": file_id, "chunk_index": p.index})))
@@ -501,7 +502,7 @@ class EdgeStore:
         flt = self._filter(q.filter)
         dense_q = (qe.Query.Nearest([float(x) for x in q.dense], using=DENSE)
                    if q.dense is not None else None)
-        sparse_q = (qe.Query.Nearest(self._bm25.embed_query(escape_str(q.text)), using=SPARSE)
+        sparse_q = (qe.Query.Nearest(self._bm25.query(escape_str(q.text)), using=SPARSE)
                     if q.text.strip() else None)
         common = dict(limit=q.limit, filter=flt, with_payload=True,
                       with_vector=[DENSE] if q.with_dense else False)

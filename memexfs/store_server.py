@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from memexfs.errors import IndexUnavailable
+from memexfs.lexical import Lexical
 from memexfs.schema import FileRecord, ancestors
 from memexfs.store import (
     DENSE,
@@ -51,12 +52,11 @@ class ServerStore:
     def __init__(self, dim: int, *, url: str | None = None, client: Any = None,
                  prefix: str = "memexfs") -> None:
         import qdrant_client
-        import qdrant_edge
         from qdrant_client import models
 
         self._m = models
         self._lock = threading.RLock()
-        self._bm25 = qdrant_edge.Bm25(qdrant_edge.Bm25Config(language="english"))
+        self._bm25 = Lexical()
         # The version check only warns; _ensure below is the real reachability check.
         self._client = client or qdrant_client.QdrantClient(url=url, timeout=TIMEOUT_S,
                                                              check_compatibility=False)
@@ -173,7 +173,7 @@ class ServerStore:
         structs = [m.PointStruct(
             id=p.point_id,
             vector={DENSE: [float(x) for x in p.dense],
-                    SPARSE: self._sparse(self._bm25.embed_document(escape_str(p.bm25_text)))},
+                    SPARSE: self._sparse(self._bm25.document(escape_str(p.bm25_text)))},
             payload=escape_value({**p.payload, "file_id": file_id, "chunk_index": p.index}))
             for p in points]
         stale = Filter(must=(Match("file_id", file_id), Range("chunk_index", gte=len(points))))
@@ -214,7 +214,7 @@ class ServerStore:
         m = self._m
         flt = self._filter(q.filter)
         dense = [float(x) for x in q.dense] if q.dense is not None else None
-        sparse = (self._sparse(self._bm25.embed_query(escape_str(q.text))) if q.text.strip()
+        sparse = (self._sparse(self._bm25.query(escape_str(q.text))) if q.text.strip()
                   else None)
         common: dict[str, Any] = dict(limit=q.limit, query_filter=flt, with_payload=True,
                                       with_vectors=[DENSE] if q.with_dense else False)
