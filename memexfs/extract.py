@@ -3,18 +3,23 @@
 Parsing untrusted files (corrupt PDFs, 2 MB single lines, odd encodings) is done in a separate
 process with time, memory and output limits, so one bad file can neither crash nor hang the mount.
 The parsers themselves live in :mod:`memexfs.extract_worker`; this module only decides *what* a file
-is (by its bytes first, its extension second) and manages the worker processes.
+is (by its bytes first, its extension second) and manages the worker processes. The worker gets the
+caller's open descriptor, never a path to reopen, and a failure of the worker itself (not of the
+file) is marked ``transient`` so the file is retried instead of remembered as bad.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import math
 import os
 import queue
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,18 +28,23 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal, get_args
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ExtractStatus",
     "Extracted",
     "Extractor",
     "Limits",
     "Sniffed",
     "extract_in_process",
+    "known_binary",
     "sniff",
 ]
+
+ExtractStatus = Literal["ok", "metadata-only", "failed"]
+_STATUSES: frozenset[str] = frozenset(get_args(ExtractStatus))
 
 
 @dataclass(frozen=True)
@@ -49,9 +59,14 @@ class Limits:
 
 @dataclass(frozen=True)
 class Extracted:
-    """What extraction learnt about one file; always produced, even for failures."""
+    """What extraction learnt about one file; always produced, even for failures.
 
-    status: str  # "ok" | "metadata-only" | "failed"
+    ``transient`` marks a failure that says nothing about the file (the worker died, timed out, the
+    pipe broke, a bug of ours): it must be retried, not remembered. Content failures (a corrupt PDF,
+    out of memory on a hostile file) are permanent until the file changes.
+    """
+
+    status: ExtractStatus
     doc_type: str  # "text","markdown","code","html","pdf","docx","email","csv","json","binary",...
     mime: str
     title: str
@@ -59,14 +74,18 @@ class Extracted:
     meta: dict[str, str]
     error: str | None
     warnings: tuple[str, ...] = ()
+    transient: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Extracted:
+        status = str(data["status"])
+        if status not in _STATUSES:
+            raise ValueError(f"unknown extraction status {status!r}")
         return cls(
-            status=str(data["status"]),
+            status=status,  # type: ignore[arg-type]  # checked against ExtractStatus above
             doc_type=str(data["doc_type"]),
             mime=str(data["mime"]),
             title=str(data["title"]),
@@ -74,6 +93,7 @@ class Extracted:
             meta={str(k): str(v) for k, v in dict(data["meta"]).items()},
             error=None if data.get("error") is None else str(data["error"]),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            transient=bool(data.get("transient", False)),
         )
 
 
@@ -182,10 +202,10 @@ def _looks_like_html(head: bytes) -> bool:
     )
 
 
-def _zip_type(path: str) -> tuple[str, str]:
+def _zip_type(source: str | IO[bytes]) -> tuple[str, str]:
     """Office documents are zip files; tell them apart by their members."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             names = set(zf.namelist()[:2000])
     except (zipfile.BadZipFile, OSError, ValueError):
         return "archive", "application/zip"
@@ -262,10 +282,23 @@ def _printable_ratio(text: str) -> float:
     return 1.0 - bad / len(text)
 
 
-def sniff(path: str | os.PathLike[str], head: bytes | None = None) -> Sniffed:
+def known_binary(head: bytes) -> bool:
+    """Cheap, parse-free: does the file open with the magic of a format that has no text?
+
+    Lets the daemon skip a full content hash for files that will be metadata-only anyway; agrees
+    with :func:`sniff`, which looks for a PDF header before the binary magics.
+    """
+    if b"%PDF-" in head[:1024]:
+        return False
+    return any(head.startswith(magic) for magic, _, _ in _BINARY_MAGIC if magic != b"BM")
+
+
+def sniff(path: str | os.PathLike[str], head: bytes | None = None,
+          fileobj: IO[bytes] | None = None) -> Sniffed:
     """Decide a file's type from its bytes; the extension only refines text types.
 
-    A ``.jpg`` that holds text is text; a ``.txt`` that starts with ``%PDF-`` is a PDF.
+    A ``.jpg`` that holds text is text; a ``.txt`` that starts with ``%PDF-`` is a PDF. With
+    ``fileobj`` (the open file) nothing is reopened by name: ``path`` only gives the extension.
     """
     p = Path(path)
     if head is None:
@@ -277,7 +310,7 @@ def sniff(path: str | os.PathLike[str], head: bytes | None = None) -> Sniffed:
     if b"%PDF-" in head[:1024]:
         return _with_note(Sniffed("pdf", "application/pdf"), ext, {".pdf"})
     if head.startswith(b"PK\x03\x04"):
-        kind, mime = _zip_type(os.fspath(p))
+        kind, mime = _zip_type(fileobj if fileobj is not None else os.fspath(p))
         return _with_note(Sniffed(kind, mime), ext, {".docx"} if kind == "docx" else set())
     for magic, kind, mime in _BINARY_MAGIC:
         if head.startswith(magic) and not (magic == b"BM" and detect_text_encoding(head)):
@@ -327,8 +360,9 @@ def extract_in_process(
     return extract_file(os.fspath(path), limits)
 
 
-def failed(path: str, error: str, *, doc_type: str = "unknown", mime: str = "") -> Extracted:
-    """The record for a file whose extraction did not complete."""
+def failed(path: str, error: str, *, doc_type: str = "unknown", mime: str = "",
+           transient: bool = False) -> Extracted:
+    """The record for a file whose extraction did not complete (``transient``: retry it)."""
     return Extracted(
         status="failed",
         doc_type=doc_type,
@@ -337,6 +371,7 @@ def failed(path: str, error: str, *, doc_type: str = "unknown", mime: str = "") 
         text="",
         meta={},
         error=error.splitlines()[0][:500] if error else "extraction failed",
+        transient=transient,
     )
 
 
@@ -344,17 +379,27 @@ def failed(path: str, error: str, *, doc_type: str = "unknown", mime: str = "") 
 # Worker pool
 # --------------------------------------------------------------------------------------------
 
+MAX_REQUEST_BYTES = 64 * 1024
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
 
 class _WorkerDied(Exception):
     pass
 
 
 class _Worker:
-    """One long-lived ``python -m memexfs.extract_worker`` speaking JSON lines over pipes."""
+    """One long-lived ``python -m memexfs.extract_worker``.
+
+    Requests go over a SOCK_SEQPACKET socket (the worker's stdin), each with the open file's
+    descriptor attached (SCM_RIGHTS): the worker reads the file the daemon opened and hashed and
+    never reopens a path by name. Replies come back as JSON lines on a pipe (no size limit per
+    message), waited for with poll(), which unlike select() takes descriptors above 1024.
+    """
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
         self._buf = b""
 
     def _start(self) -> subprocess.Popen[bytes]:
@@ -364,32 +409,44 @@ class _Worker:
         env["MEMEXFS_EXTRACT_MEMORY_MB"] = str(self.limits.memory_mb)
         # Native libraries must not spawn thread pools inside the worker.
         env.setdefault("OMP_NUM_THREADS", "1")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "memexfs.extract_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            env=env,
-            close_fds=True,
-            start_new_session=True,  # a Ctrl-C meant for the mount does not kill the worker
-        )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "memexfs.extract_worker"],
+                stdin=theirs.fileno(),
+                stdout=subprocess.PIPE,
+                stderr=None,
+                env=env,
+                close_fds=True,
+                start_new_session=True,  # a Ctrl-C meant for the mount does not kill the worker
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # only the worker holds its end: its death is EOF here
+        self._sock = ours
         self._buf = b""
         log.debug("extract worker started, pid %d", proc.pid)
         return proc
 
-    def request(self, path: str) -> Extracted:
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = self._start()
-        proc = self.proc
-        assert proc.stdin is not None
-        assert proc.stdout is not None
+    def request(self, path: str, fd: int) -> Extracted:
         msg = json.dumps({"path": path, "limits": asdict(self.limits)}, ensure_ascii=True)
-        try:
-            proc.stdin.write(msg.encode("ascii") + b"\n")
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            self.kill()
-            raise _WorkerDied(f"worker pipe broken: {exc}") from exc
+        for attempt in range(2):
+            if self.proc is None or self.proc.poll() is not None:
+                self.kill()
+                self.proc = self._start()
+            assert self._sock is not None
+            try:
+                socket.send_fds(self._sock, [msg.encode("ascii")], [fd])
+                break
+            except OSError as exc:  # died between two requests: the file was never seen
+                self.kill()
+                if attempt:
+                    raise _WorkerDied(f"worker pipe broken: {exc}") from exc
+        proc = self.proc
+        assert proc is not None
+        assert proc.stdout is not None
         line = self._read_line(proc.stdout, time.monotonic() + self.limits.timeout_s)
         reply = json.loads(line)
         if reply.get("exit"):
@@ -398,13 +455,14 @@ class _Worker:
 
     def _read_line(self, stdout: IO[bytes], deadline: float) -> bytes:
         fd = stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)  # POLLHUP and POLLERR are always reported
         while b"\n" not in self._buf:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
                 raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
+            if not poller.poll(max(1, math.ceil(remaining * 1000))):
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -416,24 +474,26 @@ class _Worker:
 
     def kill(self) -> int | None:
         proc, self.proc = self.proc, None
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
         if proc is None:
             return None
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        if proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
         return proc.wait()
 
     def close(self) -> None:
         proc = self.proc
         if proc is None:
             return
-        if proc.poll() is None and proc.stdin is not None:
+        if proc.poll() is None and self._sock is not None:
             with contextlib.suppress(OSError):
-                proc.stdin.close()  # EOF: the worker exits on its own
+                self._sock.shutdown(socket.SHUT_WR)  # EOF: the worker exits on its own
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
         self.kill()
@@ -471,24 +531,49 @@ class Extractor:
         self._closed = False
         self._lock = threading.Lock()
 
-    def extract(self, path: str | os.PathLike[str]) -> Extracted:
-        """Extract ``path`` in a worker; bad input gives a ``failed`` record, never an exception."""
+    def extract(self, path: str | os.PathLike[str], *, fd: int | None = None) -> Extracted:
+        """Extract ``path`` in a worker; never raises for bad input or a failing worker.
+
+        ``fd`` is the file as the caller opened (and hashed) it; the worker reads that descriptor.
+        Without it the path is opened here, its last component not followed. Worker-side trouble
+        (timeout, crash, broken pipe, garbled reply) gives a *transient* ``failed`` record.
+        """
         if self._closed:
             raise RuntimeError("Extractor is closed")
         spath = os.path.abspath(os.fspath(path))
+        if fd is not None:
+            return self._extract_fd(spath, fd)
+        try:
+            own = os.open(spath, OPEN_FLAGS)
+        except OSError as exc:
+            return failed(spath, f"cannot open: {exc.strerror or exc}",
+                          transient=exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP))
+        try:
+            return self._extract_fd(spath, own)
+        finally:
+            os.close(own)
+
+    def _extract_fd(self, spath: str, fd: int) -> Extracted:
         worker = self._idle.get()
         try:
             try:
-                return worker.request(spath)
+                return worker.request(spath, fd)
             except TimeoutError:
                 msg = f"extraction timed out after {self.limits.timeout_s:g}s"
             except _WorkerDied as exc:
                 msg = str(exc)
             except (ValueError, KeyError, TypeError) as exc:  # garbled reply
                 worker.kill()
-                msg = f"bad reply from extract worker: {exc}"
+                msg = f"bad reply from extract worker: {type(exc).__name__}: {exc}"
+            except OSError as exc:  # no socket, no process (EMFILE, EAGAIN...)
+                worker.kill()
+                msg = f"extract worker unavailable: {exc}"
+            except Exception as exc:  # a bug of ours must not mark the file as bad for good
+                log.exception("extract worker request failed")
+                worker.kill()
+                msg = f"extract worker error: {type(exc).__name__}: {exc}"
             log.warning("extract %s: %s", spath, msg)
-            return failed(spath, msg, mime=_cheap_mime(spath))
+            return failed(spath, msg, mime=_cheap_mime(fd), transient=True)
         finally:
             self._idle.put(worker)
 
@@ -516,11 +601,10 @@ class Extractor:
             self.close()
 
 
-def _cheap_mime(path: str) -> str:
+def _cheap_mime(fd: int) -> str:
     """Best-effort mime for a failure record, without parsing anything."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
+        head = os.pread(fd, 8, 0)
     except OSError:
         return "application/octet-stream"
     if head.startswith(b"%PDF-"):

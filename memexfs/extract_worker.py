@@ -1,7 +1,10 @@
 """The subprocess side of extraction: per-format parsers and the request loop.
 
-Run as ``python -m memexfs.extract_worker``; it reads one JSON request per line on stdin
-(``{"path": ..., "limits": {...}}``) and answers one JSON line on stdout. It limits its own address
+Run as ``python -m memexfs.extract_worker``; its stdin is a SOCK_SEQPACKET socket on which each
+request (``{"path": ..., "limits": {...}}``) arrives with the open file's descriptor attached; it
+answers one JSON line on stdout. It reads only that descriptor: the path names the file in
+messages and gives its extension, and is never reopened (a symlink swapped in meanwhile is not
+followed). It limits its own address
 space (RLIMIT_AS) and exits when its parent goes away, so a runaway parser cannot outlive the mount.
 Parsers work on bytes so that e-mail attachments reuse them.
 """
@@ -9,11 +12,13 @@ Parsers work on bytes so that e-mail attachments reuse them.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
 import os
 import re
+import socket
 import stat
 import sys
 import threading
@@ -26,12 +31,23 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from memexfs.extract import Extracted, Limits, Sniffed, detect_text_encoding, failed, sniff
+from memexfs.extract import (
+    MAX_REQUEST_BYTES,
+    OPEN_FLAGS,
+    SNIFF_BYTES,
+    Extracted,
+    Limits,
+    Sniffed,
+    detect_text_encoding,
+    failed,
+    sniff,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_DEPTH = 2
 MAX_WARNINGS = 20
+TEXT_TYPES = frozenset({"text", "markdown", "code", "pdf", "docx", "html", "csv", "json", "email"})
 
 
 @dataclass
@@ -521,28 +537,53 @@ def _dispatch(data: bytes, sniffed: Sniffed, name: str, max_chars: int, depth: i
 
 
 def extract_file(path: str, limits: Limits) -> Extracted:
-    """Extract ``path`` in this process. Never raises for bad input (except MemoryError)."""
+    """Open ``path`` (last component not followed, a FIFO does not block) and extract it here."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return failed(path, "is a symbolic link (not followed)")
+        return failed(path, f"cannot read: {exc.strerror or exc}")
+    try:
+        return extract_fd(fd, path, limits)
+    finally:
+        os.close(fd)
+
+
+def _pread_all(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    offset = 0
+    while offset < size:
+        block = os.pread(fd, min(size - offset, 1 << 24), offset)
+        if not block:
+            break
+        parts.append(block)
+        offset += len(block)
+    return b"".join(parts)
+
+
+def extract_fd(fd: int, path: str, limits: Limits) -> Extracted:
+    """Extract the open file ``fd`` (``path`` names it). Never raises for bad input (except
+    MemoryError). Reads with pread: a passed descriptor shares its offset with the daemon's."""
     stem = Path(path).stem
     try:
-        st = os.stat(path)
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
             return _meta_only(Sniffed("special", "inode/x-special"), stem, "not a regular file", {})
-        with open(path, "rb") as fh:
-            head = fh.read(65536)
-            sniffed = sniff(path, head)
-            if sniffed.doc_type == "empty":
-                return _meta_only(sniffed, stem, "empty file", {"size": "0"})
-            meta = {"size": str(st.st_size)}
-            if sniffed.doc_type not in {"text", "markdown", "code", "pdf", "docx", "html", "csv",
-                                        "json", "email"}:
-                return _meta_only(sniffed, stem, f"no text: {sniffed.mime}", meta)
-            if st.st_size > limits.max_input_bytes:
-                return _meta_only(sniffed, stem, f"too big to extract ({st.st_size} bytes > "
-                                  f"{limits.max_input_bytes})", meta)
-            fh.seek(0)
-            data = fh.read(min(st.st_size, limits.max_input_bytes) + 1)  # read(n) preallocates n
-    except OSError as exc:
-        return failed(path, f"cannot read: {exc.strerror or exc}")
+        head = os.pread(fd, SNIFF_BYTES, 0)
+        with os.fdopen(fd, "rb", closefd=False) as fh:  # for zip sniffing, which seeks
+            sniffed = sniff(path, head, fh)
+        if sniffed.doc_type == "empty":
+            return _meta_only(sniffed, stem, "empty file", {"size": "0"})
+        meta = {"size": str(st.st_size)}
+        if st.st_size > limits.max_input_bytes:
+            return _meta_only(sniffed, stem, f"too big to extract ({st.st_size} bytes > "
+                              f"{limits.max_input_bytes})", meta)
+        if sniffed.doc_type not in TEXT_TYPES:
+            return _meta_only(sniffed, stem, f"no text: {sniffed.mime}", meta)
+        data = _pread_all(fd, min(st.st_size, limits.max_input_bytes) + 1)
+    except OSError as exc:  # EIO and the like: the disk's trouble, not the file's content
+        return failed(path, f"cannot read: {exc.strerror or exc}", transient=True)
 
     capture = _WarningCapture()
     root = logging.getLogger()
@@ -624,25 +665,44 @@ def _watch_parent() -> None:
     threading.Thread(target=loop, name="parent-watch", daemon=True).start()
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """Answer requests until EOF on stdin."""
-    for raw in stdin:
-        if not raw.strip():
-            continue
-        request = json.loads(raw)
-        path = str(request["path"])
-        limits = Limits(**request.get("limits", {}))
-        exit_after = False
+def serve(sock: socket.socket, stdout: BinaryIO) -> None:
+    """Answer requests until the daemon closes its end of ``sock``."""
+    while True:
+        msg, fds, flags, _ = socket.recv_fds(sock, MAX_REQUEST_BYTES, 4)
+        if not msg and not fds:
+            return
+        for extra in fds[1:]:
+            os.close(extra)
+        fd = fds[0] if fds else None
         try:
-            result = extract_file(path, limits)
-        except MemoryError:
-            result = failed(path, f"out of memory (limit {limits.memory_mb} MB)")
-            exit_after = True  # the heap may be in a bad state: let the parent start a fresh one
+            result, exit_after = _answer(msg, flags, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
         reply = json.dumps({"result": result.to_json(), "exit": exit_after}, ensure_ascii=True)
         stdout.write(reply.encode("ascii") + b"\n")
         stdout.flush()
         if exit_after:
             return
+
+
+def _answer(msg: bytes, flags: int, fd: int | None) -> tuple[Extracted, bool]:
+    """One request -> (result, whether this worker should be replaced afterwards)."""
+    path, limits = "?", Limits()
+    try:
+        request = json.loads(msg)
+        path = str(request["path"])
+        limits = Limits(**request.get("limits", {}))
+        if flags & socket.MSG_TRUNC or fd is None:
+            raise ValueError("request truncated or without a file descriptor")
+        return extract_fd(fd, path, limits), False
+    except MemoryError:
+        # the heap may be in a bad state: let the parent start a fresh one
+        return failed(path, f"out of memory (limit {limits.memory_mb} MB)"), True
+    except Exception as exc:  # noqa: BLE001 - our bug, not the file's: retried later
+        log.error("extract worker error on %s", path, exc_info=True)
+        return failed(path, f"extract worker error: {type(exc).__name__}: {exc}",
+                      transient=True), False
 
 
 def main() -> None:
@@ -656,7 +716,7 @@ def main() -> None:
     import pypdf  # noqa: F401
 
     _limit_memory()
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    serve(socket.socket(fileno=0), sys.stdout.buffer)
 
 
 if __name__ == "__main__":

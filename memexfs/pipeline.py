@@ -3,8 +3,9 @@
 Split in three steps so the indexer can embed the chunks of many files in one encoder call
 (batching is where the encoder's throughput comes from):
 
-``prepare``  (any thread)    stat + hash; skip unchanged content; extract in the sandboxed
-                             worker; chunk; structured fields; reuse vectors of unchanged chunks.
+``prepare``  (any thread)    open once (no symlink followed) + fstat + hash; skip unchanged
+                             content; extract that descriptor in the sandboxed worker; chunk;
+                             structured fields; reuse vectors of unchanged chunks.
 ``embed``    (encoder thread) encode every missing chunk text of a batch of prepared files at once.
 ``commit``   (store thread)   write chunk points and the catalog entry.
 """
@@ -15,7 +16,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import stat as statmod
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -26,17 +26,16 @@ import numpy as np
 
 from memexfs import schema
 from memexfs.chunking import chunk_document
-from memexfs.extract import Extracted, Extractor
+from memexfs.extract import SNIFF_BYTES, Extracted, Extractor, known_binary
 from memexfs.fields import extract_fields
-from memexfs.schema import FileRecord, location_payload
+from memexfs.schema import FileRecord, display, location_payload
 from memexfs.store import ChunkPoint, Store
-from memexfs.vault import Vault, content_hash
+from memexfs.vault import Vault, fd_hash, open_regular, sampled_hash
 
 log = logging.getLogger(__name__)
 
 EPOCH = dt.date(1970, 1, 1)
 MAX_CHUNKS = 128  # ~25k tokens of a file are embedded; the rest is still found by name/title
-TRANSIENT = ("extraction timed out", "worker pipe broken", "extract worker vanished")
 DAY_KEYS = {"doc_date": "doc_day", "issue_date": "issue_day", "due_date": "due_day",
             "sent_date": "sent_day", "period_start": "period_start_day",
             "period_end": "period_end_day"}
@@ -75,7 +74,8 @@ class Prepared:
     vectors: list[np.ndarray | None] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)
     skip: bool = False  # unchanged: catalog refreshed only
-    gone: bool = False  # vanished before we got to it
+    gone: bool = False  # vanished before we got to it (or is no regular file, or a symlink)
+    transient: bool = False  # extraction failed for a reason not the file's: retry it later
 
     @property
     def missing(self) -> list[int]:
@@ -91,32 +91,48 @@ class Pipeline:
 
     # ---------------------------------------------------------------- prepare
     def prepare(self, path: str) -> Prepared:
-        full = self.vault.abspath(path)
+        """Open the file once and work from that descriptor only: what is hashed, extracted and
+        indexed is the inode found at ``path`` without following a symlink, even if the path is
+        swapped for a link meanwhile."""
         rec = self.store.file_by_path(path)
+        opened = open_regular(self.vault.root, path)
+        if opened is None:
+            return Prepared(rec or FileRecord("", path, 0, 0), gone=True)
+        fd, st = opened
         try:
-            st = os.lstat(full)
-        except FileNotFoundError:
-            return Prepared(rec or FileRecord("", path, 0, 0), gone=True)
-        if not statmod.S_ISREG(st.st_mode):
-            return Prepared(rec or FileRecord("", path, 0, 0), gone=True)
+            return self._prepare_open(path, rec, fd, st)
+        finally:
+            os.close(fd)
+
+    def _prepare_open(self, path: str, rec: FileRecord | None, fd: int,
+                      st: os.stat_result) -> Prepared:
         if rec is None:
             rec = FileRecord(str(uuid.uuid4()), path, st.st_size, st.st_mtime_ns, st.st_ino)
         elif (rec.status != schema.PENDING and rec.size == st.st_size
               and rec.mtime_ns == st.st_mtime_ns and rec.encoder == self.encoder.name):
             return Prepared(rec, skip=True)  # stat unchanged: nothing to read
-        digest = content_hash(full)
+        digest = self._identity(fd, st)
         unchanged = (rec.content_hash == digest and rec.encoder == self.encoder.name
                      and rec.status in (schema.INDEXED, schema.METADATA_ONLY, schema.FAILED))
         rec.size, rec.mtime_ns, rec.ino = st.st_size, st.st_mtime_ns, st.st_ino
         if unchanged:
             return Prepared(rec, skip=True)
-        ext = self.extractor.extract(full)
+        ext = self.extractor.extract(self.vault.abspath(path), fd=fd)
         return self._chunks(rec, ext, digest, st.st_mtime)
 
+    def _identity(self, fd: int, st: os.stat_result) -> str:
+        """The content key. Files the worker will not extract (over the size limit, or binary by
+        their magic) get a sampled identity: hashing 30 GB to learn that would stall indexing."""
+        limit = self.extractor.limits.max_input_bytes
+        if st.st_size > limit or known_binary(os.pread(fd, SNIFF_BYTES, 0)):
+            return sampled_hash(fd, st)
+        return fd_hash(fd, limit + 1)  # a file growing meanwhile is not read without end
+
     def _chunks(self, rec: FileRecord, ext: Extracted, digest: str, mtime: float) -> Prepared:
-        if ext.status == "failed" and ext.error and ext.error.startswith(TRANSIENT):
-            # A timeout on a busy machine says nothing about the file: keep no hash, so the next
-            # change retries it, and a size that never matches, so the next mount does.
+        if ext.transient:
+            # A timeout on a busy machine or a dead worker says nothing about the file: keep no
+            # hash, so the next change retries it, and a size that never matches, so the next
+            # mount (reconcile) does.
             digest, rec.size = "", -1
         rec.content_hash = digest
         rec.doc_type = ext.doc_type
@@ -133,10 +149,11 @@ class Pipeline:
         rec.fields = fields
         counter = getattr(self.encoder, "count_tokens", None)
         max_tokens = min(200, int(getattr(self.encoder, "max_tokens", 256)) - 16)
-        chunks = chunk_document(ext.text if ext.status == "ok" else "", title=ext.title,
-                                path=rec.path, count_tokens=counter, max_tokens=max_tokens,
+        chunks = chunk_document(ext.text if ext.status == "ok" else "",
+                                title=display(ext.title), path=display(rec.path),
+                                count_tokens=counter, max_tokens=max_tokens,
                                 max_chunks=MAX_CHUNKS)
-        prep = Prepared(rec)
+        prep = Prepared(rec, transient=ext.transient)
         prep.texts = [c.text for c in chunks]
         prep.bodies = [c.body for c in chunks]
         prep.hashes = [hashlib.blake2b(t.encode(), digest_size=16).hexdigest()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +17,108 @@ from memexfs.errors import NotFound, VaultLocked
 
 STATE_DIR = ".memexfs"
 HASH_BLOCK = 1 << 20
+SAMPLE_BLOCK = 64 * 1024
+SAMPLES = 8  # first and last block included
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def content_hash(path: str | os.PathLike[str]) -> str:
-    """blake2b-256 of the file's bytes: the key that decides whether to re-embed."""
+    """blake2b-256 of the file's bytes: the key that decides whether to re-embed.
+
+    The last component is not followed: a symlink is never hashed in place of a file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return fd_hash(fd)
+    finally:
+        os.close(fd)
+
+
+def fd_hash(fd: int, limit: int | None = None) -> str:
+    """blake2b-256 of an open file's bytes (at most ``limit`` of them), read with ``pread`` so the
+    file offset, which a descriptor passed to another process shares, is left alone."""
     h = hashlib.blake2b(digest_size=32)
-    with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
-            h.update(block)
+    offset = 0
+    while limit is None or offset < limit:
+        want = HASH_BLOCK if limit is None else min(HASH_BLOCK, limit - offset)
+        block = os.pread(fd, want, offset)
+        if not block:
+            break
+        h.update(block)
+        offset += len(block)
     return h.hexdigest()
+
+
+def sampled_hash(fd: int, st: os.stat_result) -> str:
+    """A cheap identity for files too big (or too binary) to read in full: size, mtime and a few
+    blocks spread over the file. Hashing a 30 GB file to learn it must not be extracted would stall
+    every other file behind it; a separate blake2b personalisation keeps it apart from full hashes.
+    """
+    h = hashlib.blake2b(digest_size=32, person=b"memexfs:sampled")
+    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    size = st.st_size
+    last = max(size - SAMPLE_BLOCK, 0)
+    for offset in sorted({last * i // (SAMPLES - 1) for i in range(SAMPLES)}):
+        h.update(os.pread(fd, SAMPLE_BLOCK, offset))
+    return h.hexdigest()
+
+
+def _open_noatime(name: str, dirfd: int) -> int:
+    """Indexing reads every file: O_NOATIME keeps that from touching the files' access times
+    (``ls -lu``, mail readers, tmpreaper rely on them). Only the owner or a privileged process
+    may ask for it; anyone else reads the normal way."""
+    try:
+        return os.open(name, _FILE_FLAGS | os.O_NOATIME, dir_fd=dirfd)
+    except PermissionError:
+        return os.open(name, _FILE_FLAGS, dir_fd=dirfd)
+
+
+def open_regular(root: str | os.PathLike[str], rel: str) -> tuple[int, os.stat_result] | None:
+    """Open ``root/rel`` for reading without following any symlink on the way, and fstat it.
+
+    Returns (descriptor, stat of that descriptor), or None when ``rel`` is no regular file reached
+    through real folders (missing, a symlink, a FIFO or device, ``..``). Each folder is opened
+    relative to the previous one with O_NOFOLLOW, so a folder swapped for a link mid-way fails
+    instead of leading out of the vault; O_NONBLOCK keeps a FIFO swapped in from blocking the open.
+    Other errors (EACCES, EMFILE, EIO) are raised: they say nothing about the path.
+    """
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    gone = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
+    dirfd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            except OSError as exc:
+                if exc.errno in gone:
+                    return None
+                raise
+            os.close(dirfd)
+            dirfd = nxt
+        name = parts[-1]
+        try:
+            # lstat first: a FIFO or device found in place is not even opened
+            if not stat.S_ISREG(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode):
+                return None
+            fd = _open_noatime(name, dirfd)
+        except OSError as exc:
+            if exc.errno in gone:
+                return None
+            raise
+    finally:
+        os.close(dirfd)
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):  # swapped after the lstat
+        os.close(fd)
+        return None
+    return fd, st
 
 
 @dataclass(frozen=True)
@@ -35,7 +130,9 @@ class Vault:
         root = Path(path).expanduser().resolve()
         if not root.is_dir():
             raise NotFound(f"vault {path} is not a directory")
-        (root / STATE_DIR).mkdir(exist_ok=True)
+        state = root / STATE_DIR
+        state.mkdir(mode=0o700, exist_ok=True)
+        _make_private(state)
         return cls(root)
 
     @property
@@ -87,6 +184,20 @@ class Vault:
         os.replace(tmp, self.state / name)
 
 
+def _make_private(state: Path) -> None:
+    """``.memexfs`` holds the documents' text (the index): 0700, and no group/other bits on
+    anything in it, also in vaults that older versions left world-readable."""
+    for dirpath, dirnames, filenames in os.walk(state):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            try:
+                st = os.lstat(name)
+                if st.st_mode & 0o077 and not stat.S_ISLNK(st.st_mode):
+                    # never through a link swapped in since the lstat (Linux refuses that)
+                    os.chmod(name, stat.S_IMODE(st.st_mode) & 0o700, follow_symlinks=False)
+            except (OSError, NotImplementedError):  # not ours to change, or gone meanwhile
+                continue
+
+
 class VaultLock:
     """One daemon (or one offline indexer) per vault: an flock on ``.memexfs/lock``."""
 
@@ -104,9 +215,15 @@ class VaultLock:
             raise VaultLocked(
                 f"vault is in use by another memexfs process{f' (pid {holder})' if holder else ''}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self.fd = fd
+        self.claim()
+
+    def claim(self) -> None:
+        """Name this process as the holder: the daemon takes the lock, then forks, and the
+        lock must name the process that keeps it (not the CLI that exits)."""
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
 
     def holder(self) -> int | None:
         try:
