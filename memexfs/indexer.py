@@ -26,6 +26,7 @@ from typing import Any
 import trio
 
 from memexfs import reconcile, schema
+from memexfs.echo import OwnChanges, lstat_signature
 from memexfs.pipeline import Pipeline, Prepared
 from memexfs.schema import FileRecord, location_payload
 from memexfs.store import Filter, Match, MatchAny, Store
@@ -37,6 +38,13 @@ DEBOUNCE_S = 0.25
 BATCH_FILES = 32  # at most this many files per encoder call
 EMBED_TEXTS = 64  # hand a group to the encoder once this many texts are ready
 MAX_ERRORS_SHOWN = 200  # the stats xattr must stay well under the 64 KiB xattr limit
+WATCH_BACKOFF_S = 0.5  # first restart of a failed vault watcher; doubles per failure in a streak
+WATCH_BACKOFF_MAX_S = 60.0  # ... up to this (each restart also rescans: a slow poll, in effect)
+WATCH_QUIET_S = 60.0  # failures closer than this are one streak: one log line
+ECHO_CHECK_BATCH = 256  # paths checked per trio step (each check is one lstat)
+# Cancellation and interpreter exits end the watcher; anything else (pyo3 panics are
+# BaseExceptions too) is a watcher failure, and the watcher is restarted.
+_PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 @dataclass
@@ -71,6 +79,10 @@ class Stats:
     errors: dict[str, str] = field(default_factory=dict)
     errors_total: int = 0
     last_error: str | None = None
+    watcher: str = "off"  # off | watching | restarting
+    watcher_restarts: int = 0
+    outside_events: int = 0  # watcher paths taken as changes made around the mount
+    echoes_dropped: int = 0  # watcher paths that only showed what the mount itself did
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -79,6 +91,12 @@ class Stats:
             out["errors"] = dict(sorted(self.errors.items())[:MAX_ERRORS_SHOWN])
         return out
 
+
+def _describe(exc: BaseException) -> str:
+    """One line for a failure, unwrapping the exception groups trio/anyio put around it."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 class StatusMirror(dict[str, str]):
@@ -145,6 +163,10 @@ class Indexer:
         self.on_outside = on_outside  # told first about changes made around the mount
         self.watch = watch
         self.stats = Stats()
+        # filled by the mount's operations, read by the watcher (nothing kept without one)
+        self.own = OwnChanges() if watch else OwnChanges(max_entries=0)
+        self._watch_healthy = True  # False from a watcher failure until it works again
+        self._rescan_queued = False
         self._ops: list[tuple[str, str, str]] = []
         self._pending: OrderedDict[str, float] = OrderedDict()
         self._inflight: set[str] = set()
@@ -211,13 +233,7 @@ class Indexer:
             self.stats.state = "reconciling"
             await self._sync(self._load_status)
             plan = await self._sync(reconcile.plan, self.vault, self.store)
-            for old, new in plan.moved:
-                self._ops.append(("moved", old, new))
-            for file_id, path in plan.removed:
-                self._ops.append(("removed", path, file_id))
-            for path in plan.changed:
-                self._ops.append(("changed", path, ""))
-            self.stats.queued = self._queued()
+            self._queue_plan(plan)
             log.info("reconcile: %d changed, %d moved, %d removed, %d unchanged",
                      len(plan.changed), len(plan.moved), len(plan.removed), plan.unchanged)
             try:
@@ -233,6 +249,15 @@ class Indexer:
             for path in await self._sync(self._other_encoder, self.stats.encoder):
                 self._ops.append(("changed", path, ""))
             await self._loop()
+
+    def _queue_plan(self, plan: reconcile.Plan) -> None:
+        for old, new in plan.moved:
+            self._ops.append(("moved", old, new))
+        for file_id, path in plan.removed:
+            self._ops.append(("removed", path, file_id))
+        for path in plan.changed:
+            self._ops.append(("changed", path, ""))
+        self.stats.queued = self._queued()
 
     async def _sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -346,6 +371,8 @@ class Indexer:
                 self._changed(set(removed))
         elif op == "outside":
             await self._apply_outside(a.split("\0") if a else [], b.split("\0") if b else [])
+        elif op == "rescan":
+            await self._rescan()
         elif op == "moved":
             moved = await self._sync(self._move, a, b)
             for old, new in moved:
@@ -602,8 +629,52 @@ class Indexer:
 
     # -- outside changes
     async def _watch(self) -> None:
-        """Changes made around the mount. One op per watcher batch; all file-system work (walking
-        new folders, pairing deletes with adds as renames) happens in a worker thread."""
+        """Changes made around the mount, for the whole session: a watcher that fails for any
+        reason (an undecodable file name, an inotify limit, a panic in its Rust core) is
+        restarted with backoff, and each restart rescans the vault for what it missed. One log
+        line per streak of failures (a watcher that works for a minute ends the streak).
+
+        The Rust core fails a whole batch on a name that is not UTF-8, so each change to such a
+        file costs a restart and a rescan; the backoff starts over whenever a batch got through.
+        """
+        backoff = WATCH_BACKOFF_S
+        last_failure = -WATCH_QUIET_S
+        while True:
+            started = time.monotonic()
+            try:
+                await self._watch_vault()
+                problem = "it stopped"
+            except BaseException as exc:
+                if isinstance(exc, _PROPAGATE) or (isinstance(exc, BaseExceptionGroup)
+                                                   and exc.subgroup(_PROPAGATE) is not None):
+                    raise
+                problem = _describe(exc)
+            now = time.monotonic()
+            self.stats.watcher = "restarting"
+            self.stats.watcher_restarts += 1
+            if now - last_failure > WATCH_QUIET_S:  # a new streak
+                log.warning("vault watcher failed (%s); restarting it with backoff and "
+                            "rescanning the vault", problem)
+            else:
+                log.debug("vault watcher failed again (%s)", problem)
+            # it worked in between (a file that keeps failing it must not silence it for long)
+            if self._watch_healthy or now - started > WATCH_BACKOFF_MAX_S:
+                backoff = WATCH_BACKOFF_S
+            else:
+                backoff = min(backoff * 2, WATCH_BACKOFF_MAX_S)
+            last_failure = now
+            self._watch_healthy = False
+            await trio.sleep(backoff)
+            if not self._rescan_queued:
+                # queued now, applied once the new watcher is set up (it is, before our next
+                # checkpoint): nothing falls between the rescan and the watcher
+                self._rescan_queued = True
+                self._push("rescan", "")
+
+    async def _watch_vault(self) -> None:
+        """One watcher's life. One op per batch, after dropping our own echoes; all file-system
+        work (walking new folders, pairing deletes with adds as renames) happens in a worker
+        thread."""
         import watchfiles
 
         root = str(self.vault.root)
@@ -612,18 +683,58 @@ class Indexer:
         def keep(change: watchfiles.Change, path: str) -> bool:
             return not (path == state or path.startswith(state + os.sep))
 
-        try:
-            async for changes in watchfiles.awatch(root, watch_filter=keep, debounce=200,
-                                                   step=50, recursive=True):
-                deleted = sorted({os.path.relpath(f, root) for k, f in changes
-                                  if k == watchfiles.Change.deleted})
-                present = sorted({os.path.relpath(f, root) for k, f in changes
-                                  if k != watchfiles.Change.deleted})
-                if self.on_outside is not None:
-                    await self.on_outside(deleted + present)
-                self._push("outside", "\0".join(deleted), "\0".join(present))
-        except Exception:
-            log.exception("vault watcher stopped; changes around the mount wait for remount")
+        self.stats.watcher = "watching"
+        async for changes in watchfiles.awatch(root, watch_filter=keep, debounce=200,
+                                               step=50, recursive=True):
+            self._watch_healthy = True
+            self.stats.watcher = "watching"
+            deleted = {os.path.relpath(f, root) for k, f in changes
+                       if k == watchfiles.Change.deleted}
+            present = {os.path.relpath(f, root) for k, f in changes
+                       if k != watchfiles.Change.deleted}
+            outside = await self._outside_only(sorted(deleted | present))
+            self.stats.echoes_dropped += len(deleted | present) - len(outside)
+            if not outside:
+                continue
+            self.stats.outside_events += len(outside)
+            log.debug("outside changes: %d paths (%s...)", len(outside), sorted(outside)[:5])
+            gone = sorted(deleted & outside)
+            here = sorted(present & outside)
+            if self.on_outside is not None:
+                await self.on_outside(gone + here)
+            self._push("outside", "\0".join(gone), "\0".join(here))
+
+    async def _outside_only(self, paths: list[str]) -> set[str]:
+        """The paths whose state is not what our own operations left there (``OwnChanges``).
+
+        On the trio thread, where the operations record: a path's lstat and its check happen
+        in one step, never between a request's syscall and its record. Batched, so a big outside
+        copy does not hold up FUSE requests for long.
+        """
+        root = str(self.vault.root)
+        out: set[str] = set()
+        for start in range(0, len(paths), ECHO_CHECK_BATCH):
+            if start:
+                await trio.lowlevel.checkpoint()
+            for rel in paths[start:start + ECHO_CHECK_BATCH]:
+                if not self.own.is_own(rel, lstat_signature(os.path.join(root, rel))):
+                    out.add(rel)
+        return out
+
+    async def _rescan(self) -> None:
+        """After a watcher restart: what changed around the mount while nobody watched
+        (reconcile against the catalog), with the kernel told about it as for any outside
+        change."""
+        self._rescan_queued = False
+        plan = await self._sync(reconcile.plan, self.vault, self.store)
+        paths = [p for pair in plan.moved for p in pair] + [p for _, p in plan.removed]
+        paths += plan.changed
+        if paths and self.on_outside is not None:
+            outside = await self._outside_only(paths)
+            await self.on_outside([p for p in paths if p in outside])
+        log.info("rescan after a watcher restart: %d changed, %d moved, %d removed",
+                 len(plan.changed), len(plan.moved), len(plan.removed))
+        self._queue_plan(plan)
 
     async def _apply_outside(self, deleted: list[str], present: list[str]) -> None:
         moves, gone, files = await self._sync(self._pair_outside, deleted, present)

@@ -33,6 +33,7 @@ from pyfuse3 import (
     XAttrNameT,
 )
 
+from memexfs.echo import OwnChanges, lstat_signature, signature
 from mount.boundary import guard_all
 from mount.inodes import ROOT, InodeTable, Node
 
@@ -44,7 +45,13 @@ NAME_MAX = 255
 
 
 class IndexSink(Protocol):
-    """What the mount tells the index. Calls must return at once (they only enqueue)."""
+    """What the mount tells the index. Calls must return at once (they only enqueue).
+
+    ``own`` learns what every request left in the vault, so the vault watcher does not echo our
+    own changes back as outside ones (``memexfs.echo``).
+    """
+
+    own: OwnChanges
 
     def changed(self, path: str) -> None: ...
     def removed(self, path: str) -> None: ...
@@ -53,6 +60,9 @@ class IndexSink(Protocol):
 
 
 class NullSink:
+    def __init__(self) -> None:
+        self.own = OwnChanges()
+
     def changed(self, path: str) -> None:
         pass
 
@@ -100,14 +110,16 @@ def _check_name(name: bytes) -> None:
 
 
 class Handle:
-    """An open regular file: the real descriptor plus whether it was written."""
+    """An open regular file: the real descriptor, whether it was written, and the vault object
+    it writes (registered with ``OwnChanges`` from the first write until release)."""
 
-    __slots__ = ("fd", "inode", "dirty")
+    __slots__ = ("fd", "inode", "dirty", "key")
 
     def __init__(self, fd: int, inode: int) -> None:
         self.fd = fd
         self.inode = inode
         self.dirty = False
+        self.key: tuple[int, int] | None = None
 
 
 class DirHandle:
@@ -137,6 +149,7 @@ class MemexOperations(pyfuse3.Operations):
         self.root_fd = os.open(self.vault_root, os.O_PATH | os.O_DIRECTORY)
         self.inodes = InodeTable(self.root_fd)
         self.sink: IndexSink = sink or NullSink()
+        self.own = self.sink.own
         self.virtual: dict[str, VirtualTree] = virtual or {}
         self.entry_timeout = entry_timeout
         self.attr_timeout = attr_timeout
@@ -225,6 +238,50 @@ class MemexOperations(pyfuse3.Operations):
         node.nlookup += 1
         return self.attrs(node, st)
 
+    def _made(self, parent: Node, name: bytes) -> EntryAttributes:
+        """``_entry`` for an object this request created: its state is ours, not news."""
+        node, st = self._lookup_real(parent, name)
+        node.nlookup += 1
+        path = self.relpath(parent, name)
+        if path:
+            self.own.record(path, signature(st))
+        return self.attrs(node, st)
+
+    def _left(self, parent: Node, name: bytes, path: str | None = None) -> None:
+        """Record what this request left at ``parent/name`` (for the watcher's echo filter)."""
+        path = self.relpath(parent, name) if path is None else path
+        if path:
+            sig = lstat_signature(os.path.join(self.vault_root, path))
+            if sig is not None:
+                self.own.record(path, sig)
+
+    def _left_node(self, node: Node) -> os.stat_result:
+        """Record the state this request left a known object in; returns its stat."""
+        st = os.stat(node.fd)
+        path = self.relpath(node)
+        if path:
+            self.own.record(path, signature(st))
+        else:  # reached through a name since unlinked: its other names still show the change
+            self.own.refresh(signature(st))
+        return st
+
+    def _refresh_links(self, before: os.stat_result) -> None:
+        """An object lost one of its names: the others we recorded show its new link count."""
+        if before.st_nlink > 1 and not stat.S_ISDIR(before.st_mode):
+            node = self.inodes.by_key((before.st_dev, before.st_ino))
+            if node is not None:
+                self.own.refresh(signature(os.stat(node.fd)))
+
+    def _dirty(self, h: Handle) -> None:
+        """The handle writes: from now until release, changes to its object are ours. Called
+        *before* the write, so the watcher can never see the change first."""
+        h.dirty = True
+        if h.key is None:
+            node = self.inodes.nodes.get(h.inode)
+            if node is not None and node.key is not None:
+                h.key = node.key
+                self.own.start_writing(node.key)
+
     def _owner(self, parent: Node, ctx: RequestContext) -> tuple[int, int]:
         """Owner of a new object: the caller; group from a setgid parent (BSD semantics)."""
         pst = os.fstat(parent.fd)
@@ -284,12 +341,20 @@ class MemexOperations(pyfuse3.Operations):
     async def setattr(self, inode: InodeT, attr: EntryAttributes, fields: SetattrFields,
                       fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
         node = self._real(inode)
-        is_link = node.kind == stat.S_IFLNK
         handle = self._handles.get(fh) if fh is not None else None
+        try:
+            self._setattr(node, attr, fields, handle)
+        finally:  # even a partial change is ours (truncated, then chmod refused)
+            st = self._left_node(node)
+        return self.attrs(node, st)
+
+    def _setattr(self, node: Node, attr: EntryAttributes, fields: SetattrFields,
+                 handle: Handle | DirHandle | None) -> None:
+        is_link = node.kind == stat.S_IFLNK
         if fields.update_size:
             if isinstance(handle, Handle):
+                self._dirty(handle)
                 os.ftruncate(handle.fd, attr.st_size)
-                handle.dirty = True
             else:
                 os.truncate(node.proc, attr.st_size)
                 path = self.relpath(node)
@@ -315,7 +380,6 @@ class MemexOperations(pyfuse3.Operations):
                 os.utime(os.readlink(node.proc), ns=(atime, mtime), follow_symlinks=False)
             else:
                 os.utime(node.proc, ns=(atime, mtime))
-        return self.attrs(node)
 
     async def readlink(self, inode: InodeT, ctx: RequestContext) -> FileNameT:
         node = self.inodes[inode]
@@ -336,7 +400,7 @@ class MemexOperations(pyfuse3.Operations):
             path = self.relpath(parent, name)
             if path:
                 self.sink.changed(path)
-        return self._entry(parent, name)
+        return self._made(parent, name)
 
     async def mkdir(self, parent_inode: InodeT, name: FileNameT, mode: ModeT,
                     ctx: RequestContext) -> EntryAttributes:
@@ -353,17 +417,20 @@ class MemexOperations(pyfuse3.Operations):
         # A new dir inherits S_ISGID from a setgid parent here as on any Linux fs; chown keeps it.
         os.mkdir(name, stat.S_IMODE(mode), dir_fd=parent.fd)
         self._give_to_caller(parent, ctx, mode, name=name)
-        return self._entry(parent, name)
+        return self._made(parent, name)
 
     async def unlink(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         parent = self._real(parent_inode)
         if self._hidden(parent_inode, name):
             raise _fuse(errno.ENOENT)
         st = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
-        path = self.relpath(parent, name) if stat.S_ISREG(st.st_mode) else None
+        path = self.relpath(parent, name)
         os.unlink(name, dir_fd=parent.fd)
         if path is not None:
-            self.sink.removed(path)
+            self._left(parent, name, path)
+            self._refresh_links(st)
+            if stat.S_ISREG(st.st_mode):
+                self.sink.removed(path)
 
     async def rmdir(self, parent_inode: InodeT, name: FileNameT, ctx: RequestContext) -> None:
         parent = self.inodes[parent_inode]
@@ -374,7 +441,9 @@ class MemexOperations(pyfuse3.Operations):
             raise _fuse(errno.ENOENT)
         if parent_inode == ROOT and os.fsdecode(name) in self.virtual:
             raise _fuse(errno.EBUSY)
+        path = self.relpath(parent, name)
         os.rmdir(name, dir_fd=parent.fd)
+        self._left(parent, name, path)
 
     async def symlink(self, parent_inode: InodeT, name: FileNameT, target: FileNameT,
                       ctx: RequestContext) -> EntryAttributes:
@@ -384,7 +453,7 @@ class MemexOperations(pyfuse3.Operations):
             raise _fuse(errno.EEXIST)
         os.symlink(target, name, dir_fd=parent.fd)
         self._give_to_caller(parent, ctx, stat.S_IFLNK | 0o777, name=name)
-        return self._entry(parent, name)
+        return self._made(parent, name)
 
     async def rename(self, parent_inode_old: InodeT, name_old: FileNameT,
                      parent_inode_new: InodeT, name_new: FileNameT, flags: FlagT,
@@ -412,6 +481,10 @@ class MemexOperations(pyfuse3.Operations):
             _renameat2(old_p.fd, name_old, new_p.fd, name_new, code)
         else:
             os.rename(name_old, name_new, src_dir_fd=old_p.fd, dst_dir_fd=new_p.fd)
+        self._left(old_p, name_old, old_path)
+        self._left(new_p, name_new, new_path)
+        if st_new is not None and not flags & pyfuse3.RENAME_EXCHANGE:
+            self._refresh_links(st_new)  # replaced: its other names lost a link
         if old_path is None or new_path is None:
             return
         if flags & pyfuse3.RENAME_EXCHANGE:
@@ -432,7 +505,8 @@ class MemexOperations(pyfuse3.Operations):
         if self._hidden(new_parent_inode, new_name):
             raise _fuse(errno.EEXIST)
         os.link(node.proc, new_name, dst_dir_fd=parent.fd, follow_symlinks=True)
-        return self._entry(parent, new_name)
+        self._left_node(node)  # its ctime and link count changed too
+        return self._made(parent, new_name)
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -450,10 +524,15 @@ class MemexOperations(pyfuse3.Operations):
             if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
                 raise _fuse(errno.EROFS)
             return FileInfo(fh=self._fh(DirHandle(inode, [])), direct_io=True)
-        fd = os.open(node.proc, self._open_flags(flags))
-        handle = Handle(fd, inode)
+        handle = Handle(-1, inode)
         if flags & os.O_TRUNC:
-            handle.dirty = True
+            self._dirty(handle)  # before the open truncates
+        try:
+            handle.fd = os.open(node.proc, self._open_flags(flags))
+        except BaseException:
+            if handle.key is not None:
+                self.own.stop_writing(handle.key)
+            raise
         return FileInfo(fh=self._fh(handle), keep_cache=True)
 
     async def create(self, parent_inode: InodeT, name: FileNameT, mode: ModeT, flags: FlagT,
@@ -475,12 +554,12 @@ class MemexOperations(pyfuse3.Operations):
         try:
             if created:
                 self._give_to_caller(parent, ctx, mode, fd=fd)
-            entry = self._entry(parent, name)
+            entry = self._made(parent, name)
         except BaseException:
             os.close(fd)
             raise
         handle = Handle(fd, entry.st_ino)
-        handle.dirty = True
+        self._dirty(handle)
         return FileInfo(fh=self._fh(handle), keep_cache=True), entry
 
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
@@ -492,7 +571,8 @@ class MemexOperations(pyfuse3.Operations):
 
     async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
         h = self._file(fh)
-        h.dirty = True
+        if h.key is None:
+            self._dirty(h)
         return os.pwrite(h.fd, buf, off)
 
     async def flush(self, fh: FileHandleT) -> None:
@@ -503,10 +583,21 @@ class MemexOperations(pyfuse3.Operations):
         if not isinstance(h, Handle):
             return
         path = None
-        if h.dirty:
-            node = self.inodes.nodes.get(h.inode)
-            path = self.relpath(node) if node is not None else None
-        os.close(h.fd)
+        st = None
+        try:
+            if h.dirty:
+                node = self.inodes.nodes.get(h.inode)
+                path = self.relpath(node) if node is not None else None
+                st = os.fstat(h.fd)
+        finally:
+            os.close(h.fd)
+            if h.key is not None:
+                self.own.stop_writing(h.key)
+        if st is not None:
+            if path:
+                self.own.record(path, signature(st))
+            else:  # written through a name since unlinked: its other names show the change
+                self.own.refresh(signature(st))
         if path:
             self.sink.changed(path)
 
@@ -614,6 +705,7 @@ class MemexOperations(pyfuse3.Operations):
             raise _fuse(errno.EPERM)
         path, follow = self._xattr_target(node)
         os.setxattr(path, name, value, follow_symlinks=follow)
+        self._left_node(node)
 
     async def getxattr(self, inode: InodeT, name: XAttrNameT, ctx: RequestContext) -> bytes:
         node = self.inodes[inode]
@@ -659,6 +751,7 @@ class MemexOperations(pyfuse3.Operations):
             if exc.errno == errno.ENODATA:
                 raise _fuse(pyfuse3.ENOATTR) from None
             raise
+        self._left_node(node)
 
     async def access(self, inode: InodeT, mode: ModeT, ctx: RequestContext) -> bool:
         # Only reached without default_permissions; we always mount with it.

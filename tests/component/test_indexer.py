@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import trio
 from memexfs import indexer as indexer_mod
 from memexfs import schema
 from memexfs.check import check
+from memexfs.echo import signature
 from memexfs.extract import Extractor
 from memexfs.indexer import Indexer
 from memexfs.pipeline import Pipeline
@@ -68,9 +69,11 @@ def env(tmp_path: Path) -> Any:
 
 @asynccontextmanager
 async def running(env: Env, watch: bool = False,
-                  factory: Callable[[], Pipeline] | None = None) -> AsyncIterator[Indexer]:
+                  factory: Callable[[], Pipeline] | None = None,
+                  on_outside: Callable[[list[str]], Awaitable[None]] | None = None,
+                  ) -> AsyncIterator[Indexer]:
     ix = Indexer(env.vault, env.store, factory or env.pipeline, on_change=env.changes.append,
-                 watch=watch)
+                 watch=watch, on_outside=on_outside)
     async with trio.open_nursery() as nursery:
         await nursery.start(ix.run)
         with trio.fail_after(60):
@@ -167,6 +170,7 @@ async def test_prepare_failure_records_a_failed_entry(env: Env) -> None:
     rec = env.store.file_by_path("bad.txt")
     assert rec is not None
     assert rec.status == schema.FAILED
+    assert rec.error is not None
     assert "Permission denied" in rec.error
     assert check(env.vault, env.store) == []
 
@@ -234,6 +238,65 @@ async def test_watcher_picks_up_outside_writes_renames_and_deletes(env: Env) -> 
         await until(lambda: ix.status_of("Inbox/moved.txt") is None)
         await settle(ix)
     assert check(env.vault, env.store) == []
+
+
+async def test_watcher_drops_our_own_changes_and_passes_outside_ones(env: Env) -> None:
+    told: list[list[str]] = []
+
+    async def on_outside(paths: list[str]) -> None:
+        told.append(paths)
+
+    async with running(env, watch=True, on_outside=on_outside) as ix:
+        await trio.sleep(0.3)  # the watcher is armed
+        full = env.vault.abspath("Notes/b.md")
+        # what the mount's operations do: change the vault, record what the request left
+        full.write_text("Bananas, rewritten through the mount.\n")
+        ix.own.record("Notes/b.md", signature(os.lstat(full)))
+        await until(lambda: ix.stats.echoes_dropped >= 1)
+        assert (ix.stats.outside_events, told) == (0, [])
+        # a write around the mount right after ours, same size: still an outside change
+        full.write_text("Bananas, rewritten around the mount!\n")
+        await until(lambda: ix.stats.outside_events >= 1)
+        assert told == [["Notes/b.md"]]
+        await until(lambda: any("around the mount" in t for t in env.enc.seen))
+
+
+class FakePanic(BaseException):
+    """Like pyo3's PanicException: not an ``Exception``."""
+
+
+async def test_watcher_restarts_after_any_failure_and_rescans(
+        env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import watchfiles
+
+    monkeypatch.setattr(indexer_mod, "WATCH_BACKOFF_S", 0.05)
+    real = watchfiles.awatch
+    calls: list[int] = []
+    ix_ref: list[Indexer] = []
+
+    async def failing(*args: Any, **kwargs: Any) -> AsyncGenerator[set[Any], None]:
+        calls.append(1)
+        if len(calls) <= 2:  # two failures in a row: one streak, one log line
+            await until(lambda: bool(ix_ref) and ix_ref[0].idle)
+            if len(calls) == 1:
+                env.write("Inbox/lost.txt", "Written while nobody watched: figs and dates.")
+            raise FakePanic("the watcher's core panicked")
+        async for changes in real(*args, **kwargs):
+            yield changes
+
+    monkeypatch.setattr(watchfiles, "awatch", failing)
+    caplog.set_level("WARNING", logger="memexfs.indexer")
+    async with running(env, watch=True) as ix:
+        ix_ref.append(ix)  # the first watcher fails only after the mount's reconcile
+        await until(lambda: ix.status_of("Inbox/lost.txt") == schema.INDEXED)  # the rescan
+        await until(lambda: ix.stats.watcher == "watching" and len(calls) == 3)
+        await trio.sleep(0.3)  # the new watcher is armed
+        env.write("Inbox/later.txt", "An ordinary outside change about elderberries.")
+        await until(lambda: ix.status_of("Inbox/later.txt") == schema.INDEXED)
+        assert ix.stats.watcher_restarts == 2
+    failures = [r for r in caplog.records if "vault watcher failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert "FakePanic" in failures[0].getMessage()
 
 
 async def test_ops_during_a_bulk_stream_wait_for_it_to_drain(env: Env) -> None:
