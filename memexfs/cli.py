@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,12 +26,31 @@ from memexfs.errors import MemexError, VaultLocked
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_MOUNTED, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 CTL = ".memexfs"
+PROBE_S = 5.0  # a control file that does not answer within this belongs to a hung daemon
+# Read the control file in a child: a caller of a dead mount can be stuck in D state for good,
+# and a thread of ours stuck like that would keep this command from ever exiting.
+_PROBE = """import os, sys
+try:
+    sys.stdout.write(os.getxattr(sys.argv[1], "user.memex.stats").decode())
+except OSError as exc:
+    sys.stdout.write(str(exc.errno))
+    sys.exit(3)
+"""
+_probes: list[subprocess.Popen[bytes]] = []
 
 
 class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Unresponsive(Exception):
+    """The mount's daemon is dead or does not answer; ``why`` says which, for the user."""
+
+    def __init__(self, mnt: str, why: str) -> None:
+        super().__init__(f"{mnt}: {why}")
+        self.mnt, self.why = mnt, why
 
 
 def _date(value: str) -> date:
@@ -95,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------ helpers
+def _unescape(field: str) -> str:
+    """A path as /proc/self/mounts writes it: space, tab, newline, backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def memex_mounts() -> dict[str, str]:
     """mountpoint -> source of every MemexFS mount (from /proc/self/mounts)."""
     out = {}
@@ -102,16 +128,26 @@ def memex_mounts() -> dict[str, str]:
         for line in f:
             parts = line.split()
             if len(parts) >= 3 and parts[2] == "fuse.memexfs":
-                out[parts[1].replace("\\040", " ")] = parts[0]
+                out[_unescape(parts[1])] = parts[0]
     return out
 
 
+def _lexical(path: str) -> str:
+    """``path`` made absolute with its folder resolved but not its last name: resolving a
+    mountpoint stats it, which waits forever on a dead daemon."""
+    a = os.path.abspath(path)
+    head, tail = os.path.split(a)
+    return os.path.join(os.path.realpath(head), tail) if tail else a
+
+
 def _mount_of(path: str) -> str | None:
-    """The MemexFS mountpoint that ``path`` is (or is inside), if any."""
-    real = os.path.realpath(path)
-    for mnt in sorted(memex_mounts(), key=len, reverse=True):
-        if real == mnt or real.startswith(mnt.rstrip("/") + "/"):
-            return mnt
+    """The MemexFS mountpoint that ``path`` is (or is inside), if any; matched by name first,
+    so a hung mount is found without touching it."""
+    mounts = sorted(memex_mounts(), key=len, reverse=True)
+    for real in (resolve(path) for resolve in (_lexical, os.path.realpath)):
+        for mnt in mounts:
+            if real == mnt or real.startswith(mnt.rstrip("/") + "/"):
+                return mnt
     return None
 
 
@@ -123,11 +159,58 @@ def _mount_of_vault(source: str) -> str | None:
     return str(mnt) if mnt and mnt in memex_mounts() else None
 
 
-def _stats(mnt: str) -> dict[str, Any]:
+def _vault_daemon(source: str) -> int:
+    """The pid ``mount.json`` names (0 if none)."""
+    from memexfs.vault import Vault
+
     try:
-        return dict(json.loads(os.getxattr(os.path.join(mnt, CTL), "user.memex.stats")))
-    except OSError as exc:
-        raise CliError(f"{mnt}: cannot read index status ({exc.strerror})") from None
+        return int(Vault(Path(source).resolve()).read_json("mount.json").get("pid", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _stats(mnt: str, deadline: float = PROBE_S) -> dict[str, Any]:
+    """The daemon's stats; raises Unresponsive for a dead or hung daemon."""
+    probe = subprocess.Popen([sys.executable, "-I", "-S", "-c", _PROBE, os.path.join(mnt, CTL)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, cwd="/")
+    try:
+        out, _ = probe.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        probe.kill()  # it may stay in D state until the connection is aborted: don't wait
+        _probes.append(probe)
+        raise Unresponsive(mnt, f"does not answer (no status within {deadline:g}s)") from None
+    text = out.decode(errors="replace")
+    if probe.returncode == 0:
+        return dict(json.loads(text))
+    err = int(text) if text.isdigit() else errno.EIO
+    if err in (errno.ENOTCONN, errno.ECONNABORTED):
+        raise Unresponsive(mnt, "is gone (the connection is closed)")
+    raise CliError(f"{mnt}: cannot read index status ({os.strerror(err)})")
+
+
+def _recover(mnt: str, why: str) -> bool:
+    """Abort a dead or hung daemon's connection and detach its mount, in one line on stderr."""
+    from mount.supervisor import recover
+
+    notes: list[str] = []
+    ok = recover(mnt, notes.append)
+    for probe in _probes:  # the abort freed them
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            probe.wait(timeout=2)
+    if ok:
+        print(f"memexfs: {mnt}: the daemon {why}; aborted its connection and detached the mount",
+              file=sys.stderr)
+    else:
+        detail = notes[0] if notes else "the mount is gone"
+        print(f"memexfs: {mnt}: the daemon {why}; recovery failed: {detail}", file=sys.stderr)
+    return ok
+
+
+def _daemon_alive(pid: int) -> bool:
+    from mount.supervisor import leader_gone
+
+    return pid > 0 and not leader_gone(pid)
 
 
 @contextlib.contextmanager
@@ -208,11 +291,13 @@ def cmd_mount(a: argparse.Namespace) -> int:
 
 
 def cmd_umount(a: argparse.Namespace) -> int:
-    mnt = os.path.realpath(a.mountpoint)
+    mnt = _lexical(a.mountpoint)
     if mnt not in memex_mounts():
         raise CliError(f"{a.mountpoint} is not a MemexFS mount", EXIT_NOT_MOUNTED)
     try:
-        pid = int(_stats(mnt).get("pid", 0))
+        pid = int(_stats(mnt, min(PROBE_S, a.timeout)).get("pid", 0))
+    except Unresponsive as exc:  # unmounted as asked, the hard way
+        return EXIT_OK if _recover(mnt, exc.why) else EXIT_ERROR
     except CliError:
         pid = 0
     res = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
@@ -245,7 +330,20 @@ def _format_status(st: dict[str, Any]) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    mnt = _mount_of(a.path) or (_mount_of_vault(a.path) if os.path.isdir(a.path) else None)
+    try:
+        return _status(a)
+    except Unresponsive as exc:  # no status to show: the mount was dead, and now it is gone
+        _recover(exc.mnt, exc.why)
+        return EXIT_ERROR
+
+
+def _status(a: argparse.Namespace) -> int:
+    mnt = _mount_of(a.path)
+    if mnt is None and os.path.isdir(a.path):
+        mnt = _mount_of_vault(a.path)
+        pid = _vault_daemon(a.path)
+        if mnt and not _daemon_alive(pid):
+            raise Unresponsive(mnt, f"(pid {pid}) is dead")
     if mnt is None:
         if not os.path.isdir(os.path.join(a.path, CTL)):
             raise CliError(f"{a.path}: not a MemexFS mount or vault", EXIT_NOT_MOUNTED)

@@ -7,8 +7,10 @@ Nothing here implements behaviour; it builds the collaborators, mounts, and tear
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
+import logging.handlers
 import os
 import resource
 import signal
@@ -27,6 +29,7 @@ from memexfs.indexer import Indexer
 from memexfs.pipeline import pipeline_factory
 from memexfs.store import Store, open_store
 from memexfs.vault import Vault, VaultLock
+from mount import supervisor
 from mount.ops import MemexOperations
 from mount.virtual import ControlTree, QueryTree, RelatedTree, SearchBackend
 
@@ -61,13 +64,41 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+LOG_BYTES, LOG_BACKUPS = 5 << 20, 3
+STATE_UMASK = 0o077
+
+
+class PrivateLogHandler(logging.handlers.RotatingFileHandler):
+    """``daemon.log`` (owner-only: it names the user's files; rotated at 5 MiB, 3 kept).
+
+    With ``stderr``, each new file also becomes fd 2, so faulthandler's dumps and native crash
+    messages land in the current log rather than in a rotated one.
+    """
+
+    def __init__(self, path: str, stderr: bool = False) -> None:
+        self.stderr = stderr
+        super().__init__(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        if self.stderr:
+            os.dup2(fd, 2)
+        return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def _log_path(vault: Vault, opts: MountOptions) -> str | None:
+    return None if opts.foreground else str(vault.state / "daemon.log")
+
+
 def _setup_logging(vault: Vault, opts: MountOptions) -> None:
     level = logging.DEBUG if opts.debug else logging.INFO
     handler: logging.Handler
-    if opts.foreground:
+    path = _log_path(vault, opts)
+    if path is None:
         handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = logging.FileHandler(vault.state / "daemon.log")
+        handler = PrivateLogHandler(path, stderr=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -144,10 +175,16 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
     # for our own (not yet running) request loop — a deadlock.
     mountpoint = os.path.realpath(opts.mountpoint)
     pyfuse3.init(ops, mountpoint, fuse_options(opts))
-    vault.write_json("mount.json", {"pid": os.getpid(), "mountpoint": mountpoint})
-    log.info("mounted %s on %s", vault.root, opts.mountpoint)
+    watcher: Any = None
+    ctl_w = -1
     unmounted = False
     try:
+        watcher, ctl_w = _start_supervisor(mountpoint, _log_path(vault, opts))
+        vault.write_json("mount.json", {"pid": os.getpid(), "mountpoint": mountpoint})
+        log.info("mounted %s on %s", vault.root, opts.mountpoint)
+        # FUSE modes arrive with the caller's umask already applied, so requests are served
+        # with none; state files are written under STATE_UMASK, before and after serving.
+        os.umask(0)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals, nursery.cancel_scope)
             await nursery.start(indexer.run)
@@ -160,12 +197,35 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
             nursery.start_soon(fuse_main)
         unmounted = True
     finally:
+        os.umask(STATE_UMASK)
+        if ctl_w >= 0:
+            with contextlib.suppress(OSError):  # the watcher may be gone: the mount went first
+                os.write(ctl_w, supervisor.CLEAN)
         pyfuse3.close(unmount=True)
+        if ctl_w >= 0:
+            os.close(ctl_w)
+            _reap(watcher)
         ops.close()
         if indexer.pipeline is not None:
             indexer.pipeline.extractor.close()
         (vault.state / "mount.json").unlink(missing_ok=True)
         log.info("unmounted %s (%s)", opts.mountpoint, "clean" if unmounted else "error")
+
+
+def _start_supervisor(mountpoint: str, log_file: str | None) -> tuple[Any, int]:
+    """The watcher that aborts the connection if this process dies with the mount up."""
+    entry = supervisor.find_mount(mountpoint)
+    if entry is None:  # pyfuse3.init returned, so the mount is there: never expected
+        raise MemexError(f"{mountpoint}: mounted, but not in /proc/self/mountinfo")
+    return supervisor.start(os.getpid(), mountpoint, entry.dev, log_file)
+
+
+def _reap(watcher: Any) -> None:
+    """The watcher ends once the mount is gone; don't leave it a zombie until we exit."""
+    try:
+        watcher.wait(timeout=2)
+    except Exception:  # a stuck watcher must not hold up the unmount
+        log.warning("supervisor %s did not exit", watcher.pid)
 
 
 def _invalidate_inodes(inodes: list[int]) -> None:
@@ -195,6 +255,7 @@ def run_mount(opts: MountOptions) -> int:
         raise MemexError("the mountpoint may not be inside the vault")
     if not os.path.exists("/dev/fuse"):
         raise MemexError("/dev/fuse is missing: load the fuse module (modprobe fuse)")
+    os.umask(STATE_UMASK)  # whatever the daemon writes in .memexfs is the owner's alone
     lock = VaultLock(vault)
     lock.acquire()
     if not opts.foreground:
@@ -209,6 +270,7 @@ def run_mount(opts: MountOptions) -> int:
                 return 0
             raise MemexError(msg.strip() or "the daemon exited before the mount was ready")
         os.close(read_fd)
+        lock.claim()  # the lock names the daemon, not the CLI that returns
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
@@ -223,14 +285,10 @@ def run_mount(opts: MountOptions) -> int:
             os.close(write_fd)
             write_fd = -1
 
-    _setup_logging(vault, opts)
-    if not opts.foreground:
-        os.dup2(os.open(vault.state / "daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT),
-                2)
+    _setup_logging(vault, opts)  # in the background, fd 2 is the log too
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     _raise_fd_limit()
-    os.umask(0)  # modes arrive from the kernel with the caller's umask already applied
     code = 0
     with ExitStack() as stack:
         stack.callback(lock.release)

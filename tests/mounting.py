@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def _mountinfo(mnt: str) -> str | None:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
-            if parts[4] == mnt:
+            if re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4]) == mnt:
                 return parts[2]
     return None
 
@@ -54,6 +55,28 @@ def force_unmount(mnt: str | Path) -> None:
     with contextlib.suppress(OSError):
         abort.write_text("1")
     subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` (``D`` = uninterruptible wait), None once it is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def stuck_threads(pid: int) -> dict[int, str]:
+    """tid -> kernel function it waits in, for every thread of ``pid`` in D state."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else ():
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state == "D":
+                with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                    out[int(tid)] = f.read().strip()
+    return out
 
 
 @dataclass

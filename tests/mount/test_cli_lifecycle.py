@@ -176,3 +176,101 @@ def test_bad_mountpoint_and_missing_vault(place: tuple[Path, Path], tmp_path: Pa
 def test_umount_of_something_else(place: tuple[Path, Path]) -> None:
     _, mnt = place
     assert_one_line_error(memexfs("umount", str(mnt)), EXIT_NOT_MOUNTED)
+
+
+def supervisor_of(pid: int) -> int:
+    """The watcher the daemon ``pid`` started (its child running mount/supervisor.py)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == pid and b"supervisor.py" in cmdline:
+            return int(entry)
+    raise LookupError(f"daemon {pid} has no supervisor")
+
+
+def test_lock_and_mount_json_name_the_daemon(place: tuple[Path, Path]) -> None:
+    """The lock used to name the CLI process, which exits once the mount is live."""
+    vault, mnt = place
+    assert memexfs("mount", "--no-watch", str(vault), str(mnt)).returncode == 0
+    pid = daemon_pid(vault)
+    assert int((vault / ".memexfs" / "lock").read_text()) == pid
+    assert alive(pid)
+    assert supervisor_of(pid)
+    assert memexfs("umount", str(mnt)).returncode == 0
+
+
+@pytest.mark.parametrize("command", ["status", "umount"])
+def test_a_hung_daemon_is_recovered(place: tuple[Path, Path], command: str) -> None:
+    """A daemon that does not answer (stopped here) is aborted and detached by ``status`` and
+    ``umount``, with one line; neither command hangs on it."""
+    vault, mnt = place
+    assert memexfs("mount", "--no-watch", str(vault), str(mnt)).returncode == 0
+    pid = daemon_pid(vault)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        res = memexfs(command, str(mnt), timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    line = assert_one_line_error(res, EXIT_ERROR if command == "status" else 0)
+    assert "does not answer" in line
+    assert "detached" in line
+    assert took < 15, took
+    assert not is_mounted(str(mnt))
+    wait_gone(pid, mnt, timeout=30)  # its connection ended: the daemon exits by itself
+
+
+@pytest.mark.parametrize("command", ["status", "umount"])
+def test_a_dead_daemon_is_recovered(place: tuple[Path, Path], command: str) -> None:
+    """With its supervisor killed first, nothing cleans up after a kill -9: the mount stays
+    attached and dead until ``status VAULT`` (the pid in mount.json is gone) or ``umount``
+    (the connection is closed) detaches it."""
+    vault, mnt = place
+    assert memexfs("mount", "--no-watch", str(vault), str(mnt)).returncode == 0
+    pid = daemon_pid(vault)
+    os.kill(supervisor_of(pid), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    wait_for_exit(pid, timeout=10)
+    assert is_mounted(str(mnt))
+    target = vault if command == "status" else mnt
+    line = assert_one_line_error(memexfs(command, str(target), timeout=60),
+                                 EXIT_ERROR if command == "status" else 0)
+    assert "dead" in line or "gone" in line
+    assert not is_mounted(str(mnt))
+    res = memexfs("mount", "--no-watch", str(vault), str(mnt))  # and the vault mounts again
+    assert res.returncode == 0, res.stderr
+    assert memexfs("umount", str(mnt)).returncode == 0
+
+
+def wait_for_exit(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} still alive"
+        time.sleep(0.02)
+
+
+def test_kill9_is_cleaned_up_by_the_supervisor(place: tuple[Path, Path]) -> None:
+    """A kill -9 leaves no mount behind, even on a mountpoint whose name mountinfo escapes."""
+    vault, mnt = place
+    odd = mnt.parent / "mnt two\tthree"
+    odd.mkdir()
+    try:
+        assert memexfs("mount", "--no-watch", str(vault), str(odd)).returncode == 0
+        pid = daemon_pid(vault)
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid, odd, timeout=10)
+        log = (vault / ".memexfs" / "daemon.log").read_text()
+        assert f"daemon {pid} died without unmounting" in log, log[-2000:]
+        assert "detached" in log, log[-2000:]
+        assert memexfs("mount", "--no-watch", str(vault), str(odd)).returncode == 0
+        assert memexfs("umount", str(odd)).returncode == 0
+    finally:
+        force_unmount(odd)

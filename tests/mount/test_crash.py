@@ -60,6 +60,7 @@ def test_kill9_mid_copy_then_remount(tmp_path: Path) -> None:
         os.write(fd, b"unsynced tail")  # in flight when the daemon dies: may or may not land
         m.proc.kill()  # ...and the daemon dies mid-work (mid-copy, mid-indexing)
         m.proc.wait(timeout=10)
+        _wait_detached(mnt, timeout=5)  # its supervisor aborts and detaches the mount
         force_unmount(mnt)
         assert not is_mounted(str(mnt))
         copy.wait(timeout=30)
@@ -83,6 +84,13 @@ def test_kill9_mid_copy_then_remount(tmp_path: Path) -> None:
     res = run_check(vault)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip().endswith("0 problem(s)"), res.stdout
+
+
+def _wait_detached(mnt: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while is_mounted(str(mnt)):
+        assert time.monotonic() < deadline, "the dead daemon's mount is still attached"
+        time.sleep(0.02)
 
 
 def _close_quietly(fd: int) -> None:
