@@ -27,6 +27,7 @@ import trio
 
 from memexfs import reconcile, schema
 from memexfs.echo import OwnChanges, lstat_signature
+from memexfs.errors import IndexUnavailable
 from memexfs.pipeline import Pipeline, Prepared
 from memexfs.schema import FileRecord, location_payload
 from memexfs.store import Filter, Match, MatchAny, Store
@@ -42,6 +43,9 @@ WATCH_BACKOFF_S = 0.5  # first restart of a failed vault watcher; doubles per fa
 WATCH_BACKOFF_MAX_S = 60.0  # ... up to this (each restart also rescans: a slow poll, in effect)
 WATCH_QUIET_S = 60.0  # failures closer than this are one streak: one log line
 ECHO_CHECK_BATCH = 256  # paths checked per trio step (each check is one lstat)
+TRANSIENT_RETRY_S = 10.0  # a file whose extraction failed for a worker-side reason is tried again
+INDEX_RETRY_S = 5.0  # files that met an unavailable index (down, full) wait this long, doubling
+INDEX_RETRY_MAX_S = 120.0
 # Cancellation and interpreter exits end the watcher; anything else (pyo3 panics are
 # BaseExceptions too) is a watcher failure, and the watcher is restarted.
 _PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -54,6 +58,7 @@ class _Item:
     path: str
     prep: Prepared | None = None
     error: str | None = None
+    index_down: bool = False  # the error was the index's, not the file's: queue it again
 
 
 @dataclass
@@ -169,6 +174,8 @@ class Indexer:
         self._rescan_queued = False
         self._ops: list[tuple[str, str, str]] = []
         self._pending: OrderedDict[str, float] = OrderedDict()
+        self._retried: set[str] = set()  # transient extraction failures retried this session
+        self._index_wait = 0.0  # current wait before files that met a down index are retried
         self._inflight: set[str] = set()
         self._announced: set[str] = set()  # "changed" ops not yet applied
         self._chunks_stale = True
@@ -230,9 +237,7 @@ class Indexer:
         async with trio.open_nursery() as nursery:
             if self.watch:  # first: what changes while we reconcile is queued, not missed
                 nursery.start_soon(self._watch)
-            self.stats.state = "reconciling"
-            await self._sync(self._load_status)
-            plan = await self._sync(reconcile.plan, self.vault, self.store)
+            plan = await self._reconcile()
             self._queue_plan(plan)
             log.info("reconcile: %d changed, %d moved, %d removed, %d unchanged",
                      len(plan.changed), len(plan.moved), len(plan.removed), plan.unchanged)
@@ -249,6 +254,22 @@ class Indexer:
             for path in await self._sync(self._other_encoder, self.stats.encoder):
                 self._ops.append(("changed", path, ""))
             await self._loop()
+
+    async def _reconcile(self) -> reconcile.Plan:
+        """Compare vault and catalog; while the index is unavailable (a store that cannot open,
+        a corrupt index being rebuilt), plain files are served and this waits, with backoff."""
+        wait = 1.0
+        while True:
+            self.stats.state = "reconciling"
+            try:
+                await self._sync(self._load_status)
+                plan: reconcile.Plan = await self._sync(reconcile.plan, self.vault, self.store)
+                return plan
+            except IndexUnavailable as exc:
+                self.stats.state = "error"
+                self.stats.last_error = f"index unavailable: {exc}"
+                await trio.sleep(wait)
+                wait = min(wait * 2, 60.0)
 
     def _queue_plan(self, plan: reconcile.Plan) -> None:
         for old, new in plan.moved:
@@ -501,6 +522,8 @@ class Indexer:
                         pipe.prepare, path, limiter=self._limiter, abandon_on_cancel=True)
                     if not (item.prep.skip or item.prep.gone):
                         texts += len(item.prep.missing)
+                except IndexUnavailable as exc:
+                    item.error, item.index_down = self._note_error(path, str(exc)), True
                 except Exception as exc:
                     item.error = self._error(path, exc)
                 group.append(item)
@@ -540,11 +563,20 @@ class Indexer:
 
     async def _commit_group(self, pipe: Pipeline, group: list[_Item]) -> None:
         ok = [it.prep for it in group if it.prep is not None and it.error is None]
-        failed = {it.path: it.error for it in group if it.error is not None}
-        results, errors = await trio.to_thread.run_sync(
+        failed = {it.path: it.error for it in group if it.error is not None and not it.index_down}
+        later = [it.path for it in group if it.index_down]
+        results, errors, down = await trio.to_thread.run_sync(
             self._commit_all, pipe, ok, failed, limiter=self._store_limiter)
         for path, msg in errors.items():
             failed[path] = self._note_error(path, msg)
+        self._retry_later([*later, *down])
+        now = time.monotonic()
+        for done in ok:
+            if done.transient and done.rec.path not in self._retried and done.rec.path not in down:
+                self._retried.add(done.rec.path)  # once per session; the next mount retries too
+                self._pending[done.rec.path] = now + TRANSIENT_RETRY_S
+            elif not done.transient:
+                self._retried.discard(done.rec.path)
         by_path = {prep.rec.path: prep for prep in ok}
         changed: set[str] = set()
         for path, (outcome, status) in results.items():
@@ -573,27 +605,56 @@ class Indexer:
             self._changed(changed)
 
     def _commit_all(self, pipe: Pipeline, preps: list[Prepared], failed: dict[str, str]) -> (
-            tuple[dict[str, tuple[str, str | None]], dict[str, str]]):
+            tuple[dict[str, tuple[str, str | None]], dict[str, str], list[str]]):
         """Worker thread: write every prepared file, and a ``failed`` entry (with its error) for
         every file that could not be prepared, embedded or committed, so no file is left without
-        a durable, visible state. Returns ({path: (outcome, status or None if gone)}, new errors);
-        stats are left to the trio thread."""
+        a durable, visible state. An unavailable index (down, full, corrupt) is no fault of the
+        file: nothing is recorded, and the file is returned to be queued again. Returns
+        ({path: (outcome, status or None if gone)}, new errors, paths for later); stats are left
+        to the trio thread."""
         out: dict[str, tuple[str, str | None]] = {}
         errors: dict[str, str] = {}
+        down: list[str] = []
         for prep in preps:
             path = prep.rec.path
+            if down:  # the index just failed: don't knock on it for every file of the group
+                down.append(path)
+                continue
             try:
                 out[path] = (pipe.commit(prep), None if prep.gone else prep.rec.status)
+            except IndexUnavailable as exc:
+                self.stats.last_error = f"index unavailable: {exc}"
+                down.append(path)
             except Exception as exc:
                 log.error("committing %s failed: %s", path, exc, exc_info=exc)
                 errors[path] = f"{type(exc).__name__}: {exc}"
         for path, error in {**failed, **errors}.items():
+            if down:
+                down.append(path)
+                continue
             try:
                 out[path] = ("failed", self._record_failure(path, error))
+            except IndexUnavailable:
+                down.append(path)
             except Exception:
                 log.exception("cannot record the failure of %s", path)
                 out[path] = ("failed", schema.FAILED)
-        return out, errors
+        return out, errors, down
+
+    def _retry_later(self, paths: list[str]) -> None:
+        """Queue files that met an unavailable index again, with a growing wait; the state says
+        why (``memexfs status``) until a commit succeeds."""
+        if not paths:
+            if self._index_wait:
+                self._index_wait = 0.0
+                if self.stats.state == "error":
+                    self.stats.state = "indexing"
+            return
+        self._index_wait = min(max(self._index_wait * 2, INDEX_RETRY_S), INDEX_RETRY_MAX_S)
+        due = time.monotonic() + self._index_wait
+        for path in paths:
+            self._pending[path] = due
+        self.stats.state = "error"
 
     def _record_failure(self, path: str, error: str) -> str | None:
         """A failed entry without chunks or content hash; size -1 never matches a stat, so the
