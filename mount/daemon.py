@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyfuse3
 import trio
@@ -32,6 +32,10 @@ from memexfs.vault import Vault, VaultLock
 from mount import supervisor
 from mount.ops import MemexOperations
 from mount.virtual import ControlTree, QueryTree, RelatedTree, SearchBackend
+from query.searcher import Searcher
+
+if TYPE_CHECKING:
+    from embed import Encoder
 
 log = logging.getLogger("memexfs")
 
@@ -50,7 +54,10 @@ class MountOptions:
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
-    options = {"fsname=memexfs", "subtype=memexfs", "default_permissions"}
+    # fsname is the vault, as sshfs shows user@host:dir: two mounts can be told apart in
+    # mount(8) and df(1). libfuse splits options on commas; a backslash escapes one.
+    source = os.path.realpath(opts.source).replace("\\", "\\\\").replace(",", "\\,")
+    options = {f"fsname={source}", "subtype=memexfs", "default_permissions"}
     if opts.allow_other:
         options.add("allow_other")
     if opts.debug:
@@ -105,43 +112,14 @@ def _setup_logging(vault: Vault, opts: MountOptions) -> None:
     root.setLevel(level)
 
 
-class Engine:
-    """Lazy query engine: the encoder loads in the background; searches wait for it."""
-
-    def __init__(self, store: Store, encoder_name: str | None, today: date | None) -> None:
-        self.store = store
-        self.encoder_name = encoder_name
-        self.today = today
-        self._engine: Any = None
-
-    def engine(self) -> Any:
-        if self._engine is None:
-            from embed import load_encoder
-            from query.engine import SearchEngine
-
-            self._engine = SearchEngine(self.store, load_encoder(self.encoder_name))
-        return self._engine
-
-    def search(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
-        from query.parse import parse
-
-        eng = self.engine()
-        q = parse(list(segments), self.today or date.today(), eng.known_vendors())
-        result = eng.search(q)
-        return list(result.hits), result.reason
-
-    def related(self, path: str) -> tuple[list[Any], str | None]:
-        result = self.engine().related(path)
-        return list(result.hits), result.reason
-
-    def invalidate(self) -> None:
-        if self._engine is not None:
-            self._engine.invalidate()
-
-
 async def serve(opts: MountOptions, vault: Vault, store: Store,
                 ready: Callable[[], None]) -> None:
-    engine = Engine(store, opts.encoder, opts.today)
+    def load_encoder() -> Encoder:
+        from embed import load_encoder as load
+
+        return load(opts.encoder)
+
+    engine = Searcher(store, load_encoder, opts.today)
     owner = (os.getuid(), os.getgid())
     trees: list[Any] = []
 
@@ -161,8 +139,16 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
                       on_change=on_change, watch=opts.watch, on_outside=on_outside)
     ops = MemexOperations(str(vault.root), sink=indexer)
     ops_ref.append(ops)
-    backend = SearchBackend(engine.search, engine.related, lambda: indexer.stats.generation,
-                            ready=lambda: indexer.pipeline is not None)
+    def search(segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
+        result = engine.search(segments)
+        return list(result.hits), result.reason
+
+    def related(path: str) -> tuple[list[Any], str | None]:
+        result = engine.related(path)
+        return list(result.hits), result.reason
+
+    backend = SearchBackend(search, related, lambda: indexer.stats.generation,
+                            ready=lambda: indexer.pipeline is not None, explain=engine.explain)
     qtree = QueryTree(ops.inodes, backend, str(vault.root), owner,
                       str(vault.state / "saved-queries.json"))
     rtree = RelatedTree(ops.inodes, backend, str(vault.root), owner)

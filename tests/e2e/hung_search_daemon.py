@@ -13,20 +13,21 @@ import threading
 from typing import Any
 
 from memexfs import cli
-from mount import daemon, virtual
+from mount import virtual
+from query.searcher import Searcher
 
 DEADLINE_S = 3.0
 RELEASE_AFTER_S = 120.0  # the stuck thread lets go eventually, so the daemon can always exit
-_search = daemon.Engine.search
+_search = Searcher.search
 
 
-def hanging_search(self: daemon.Engine, segments: tuple[str, ...]) -> Any:
+def hanging_search(self: Searcher, segments: Any, k: int | None = None) -> Any:
     if any("hangforever" in s for s in segments):
         threading.Event().wait(RELEASE_AFTER_S)  # blocks without giving trio a way in
-    return _search(self, segments)
+    return _search(self, segments, k)
 
 
-daemon.Engine.search = hanging_search  # type: ignore[method-assign]
+Searcher.search = hanging_search  # type: ignore[method-assign]
 virtual.SEARCH_DEADLINE_S = DEADLINE_S
 
 if __name__ == "__main__":

@@ -76,3 +76,22 @@ def test_stuck_search_answers_eio_within_its_deadline(odd_mount: Mount) -> None:
     assert (odd_mount.mnt / "notes" / "bikes.md").read_text().startswith("# Bicycle")
     assert "bikes.md" in os.listdir(odd_mount.mnt / "q" / "fix a flat tyre")
     assert "no answer within" in odd_mount.log_text()
+
+
+def test_query_file_says_how_the_name_was_read(odd_mount: Mount) -> None:
+    folder = odd_mount.mnt / "q" / "sourdough bread -bikes after:2020"
+    assert ".query" not in os.listdir(folder)  # hidden from listings, there for the asking
+    about = dict(line.split(": ", 1) for line in (folder / ".query").read_text().splitlines())
+    assert about["words"] == "sourdough bread"
+    assert about["excluded words"] == "bikes"
+    assert about["document date"].startswith("2021-01-01 to")
+    assert "after:/before:" in about["document date"]
+
+
+def test_the_mount_table_names_the_vault(odd_mount: Mount) -> None:
+    """Like sshfs's user@host:dir: mount(8) and df(1) tell two MemexFS mounts apart."""
+    mnt = str(odd_mount.mnt.resolve())
+    with open("/proc/self/mountinfo") as f:
+        rows = [line.split(" - ", 1)[1].split() for line in f if f" {mnt} " in line]
+    assert rows and rows[0][0] == "fuse.memexfs"
+    assert rows[0][1] == str(odd_mount.vault.resolve())
