@@ -290,24 +290,61 @@ class MemexOperations(pyfuse3.Operations):
 
     def _give_to_caller(self, parent: Node, ctx: RequestContext, mode: int, *,
                         fd: int | None = None, name: bytes = b"") -> None:
-        """Make a new object the caller's. chown() clears set-id bits of files even for root, so
-        the requested ones are put back (the kernel already stripped any the caller may not set).
+        """Make a new object the caller's, with the mode the caller asked for.
+
+        The kernel already applied the caller's umask (and dropped set-id bits the caller may
+        not set), so the mode is set explicitly: the daemon's own umask must not apply twice.
+        It is set after chown(), which clears set-id bits of files even for root. A new
+        directory keeps the S_ISGID it inherited from a setgid parent, as on any Linux fs.
         """
         uid, gid = self._owner(parent, ctx)
         st = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=parent.fd,
                                                          follow_symlinks=False)
-        if (st.st_uid, st.st_gid) == (uid, gid):
-            return
-        if fd is not None:
-            os.fchown(fd, uid, gid)
-        else:
-            os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
-        setid = stat.S_IMODE(mode) & (stat.S_ISUID | stat.S_ISGID)
-        if setid and not stat.S_ISLNK(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        if (st.st_uid, st.st_gid) != (uid, gid):
             if fd is not None:
-                os.fchmod(fd, stat.S_IMODE(mode))
+                os.fchown(fd, uid, gid)
             else:
-                os.chmod(name, stat.S_IMODE(mode), dir_fd=parent.fd)
+                os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            return  # a symlink's mode is always 0777
+        want = stat.S_IMODE(mode)
+        if stat.S_ISDIR(st.st_mode):
+            want |= st.st_mode & stat.S_ISGID
+        if fd is not None:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != want:
+                os.fchmod(fd, want)
+        elif stat.S_IMODE(os.stat(name, dir_fd=parent.fd, follow_symlinks=False).st_mode) != want:
+            # Not following: a name swapped for a symlink in the vault meanwhile is not chmodded.
+            os.chmod(name, want, dir_fd=parent.fd, follow_symlinks=False)
+
+    @staticmethod
+    def _in_group(ctx: RequestContext, gid: int) -> bool:
+        if ctx.gid == gid:
+            return True
+        try:
+            return gid in pyfuse3.get_sup_groups(ctx.pid)
+        except (OSError, ValueError, RuntimeError):  # the caller is gone: assume not a member
+            return False
+
+    def _truncated_by(self, fd: int, ctx: RequestContext) -> None:
+        """open(O_TRUNC) by an unprivileged caller clears set-id bits, as truncate(2) does.
+
+        libfuse negotiates FUSE_ATOMIC_O_TRUNC, so the kernel leaves the truncate, and with it
+        this clearing, to us; we truncate as root (CAP_FSETID), which would keep them. The rule
+        is the kernel's (setattr_should_drop_suidgid): S_ISUID always, S_ISGID when group-exec
+        is set or the caller is not in the file's group.
+        """
+        if ctx.uid == 0:
+            return
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        kill = mode & stat.S_ISUID
+        if mode & stat.S_ISGID and (mode & stat.S_IXGRP or not self._in_group(ctx, st.st_gid)):
+            kill |= stat.S_ISGID
+        if kill:
+            os.fchmod(fd, mode & ~kill)
 
     # ------------------------------------------------------------------ lookup & attributes
     async def lookup(self, parent_inode: InodeT, name: FileNameT,
@@ -529,7 +566,11 @@ class MemexOperations(pyfuse3.Operations):
             self._dirty(handle)  # before the open truncates
         try:
             handle.fd = os.open(node.proc, self._open_flags(flags))
+            if flags & os.O_TRUNC:
+                self._truncated_by(handle.fd, ctx)
         except BaseException:
+            if handle.fd >= 0:
+                os.close(handle.fd)
             if handle.key is not None:
                 self.own.stop_writing(handle.key)
             raise
@@ -554,6 +595,8 @@ class MemexOperations(pyfuse3.Operations):
         try:
             if created:
                 self._give_to_caller(parent, ctx, mode, fd=fd)
+            elif flags & os.O_TRUNC:
+                self._truncated_by(fd, ctx)
             entry = self._made(parent, name)
         except BaseException:
             os.close(fd)

@@ -292,7 +292,7 @@ def test_the_store_process_keeps_state_private_and_inherits_no_fds(tmp_path: Pat
     leak_r, leak_w = os.pipe()
     os.set_inheritable(leak_w, True)  # like the daemon's FUSE and vault descriptors
     leak = f"pipe:[{os.fstat(leak_w).st_ino}]"
-    old = os.umask(0)  # what the daemon runs with
+    old = os.umask(0)  # the most permissive umask a caller could have
     try:
         ps = ProcessStore(tmp_path / "index", DIM, timeout=TIMEOUT)
         ps.put_file(_rec(1))
