@@ -30,8 +30,10 @@ from memexfs.pipeline import pipeline_factory
 from memexfs.store import Store, open_store
 from memexfs.vault import Vault, VaultLock
 from mount import supervisor
+from mount.knowledge_trees import knowledge_trees
 from mount.ops import MemexOperations
 from mount.virtual import ControlTree, QueryTree, RelatedTree, SearchBackend
+from query.knowledge import Knowledge
 from query.searcher import Searcher
 
 if TYPE_CHECKING:
@@ -122,9 +124,12 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
     engine = Searcher(store, load_encoder, opts.today)
     owner = (os.getuid(), os.getgid())
     trees: list[Any] = []
+    # One encoder for search and knowledge: the Searcher's (loaded on first use by either).
+    knowledge = Knowledge(store, vault.root, lambda: engine.engine().encoder, vault.state)
 
     def on_change(paths: set[str]) -> None:
         engine.invalidate()
+        knowledge.changed(paths)
         for tree in trees:
             tree.invalidate()
 
@@ -156,6 +161,9 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
     ctl = ControlTree(ops.inodes, indexer.stats.to_json, lambda: indexer.idle,
                       indexer.changed, owner)
     ops.virtual.update({"q": qtree, "related": rtree, ".memexfs": ctl})
+    ktrees = knowledge_trees(ops.inodes, knowledge, str(vault.root), owner)
+    trees.extend(ktrees.values())  # invalidated with /q and /related on every index change
+    ops.virtual.update(ktrees)
 
     # Resolve before mounting: once mounted, a stat of the mountpoint from this thread would wait
     # for our own (not yet running) request loop — a deadlock.
@@ -168,9 +176,6 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
         watcher, ctl_w = _start_supervisor(mountpoint, _log_path(vault, opts))
         vault.write_json("mount.json", {"pid": os.getpid(), "mountpoint": mountpoint})
         log.info("mounted %s on %s", vault.root, opts.mountpoint)
-        # FUSE modes arrive with the caller's umask already applied, so requests are served
-        # with none; state files are written under STATE_UMASK, before and after serving.
-        os.umask(0)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals, nursery.cancel_scope)
             await nursery.start(indexer.run)
@@ -183,7 +188,6 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
             nursery.start_soon(fuse_main)
         unmounted = True
     finally:
-        os.umask(STATE_UMASK)
         if ctl_w >= 0:
             with contextlib.suppress(OSError):  # the watcher may be gone: the mount went first
                 os.write(ctl_w, supervisor.CLEAN)
@@ -192,6 +196,7 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
             os.close(ctl_w)
             _reap(watcher)
         ops.close()
+        knowledge.close()
         if indexer.pipeline is not None:
             indexer.pipeline.extractor.close()
         (vault.state / "mount.json").unlink(missing_ok=True)
