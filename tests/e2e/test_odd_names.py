@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -57,7 +56,8 @@ def test_results_rows_stay_one_line_with_tabs_and_newlines_in_names(odd_mount: M
     assert (folder / ODD).read_text() == SOURDOUGH
     rows = [line.split("\t") for line in (folder / ".results").read_text().splitlines()
             if not line.startswith("#")]
-    assert rows and all(len(r) == 4 for r in rows), rows
+    assert rows
+    assert all(len(r) == 4 for r in rows), rows
     assert unescape_field(rows[0][2]) == f"notes/{ODD}"
 
 
@@ -93,5 +93,6 @@ def test_the_mount_table_names_the_vault(odd_mount: Mount) -> None:
     mnt = str(odd_mount.mnt.resolve())
     with open("/proc/self/mountinfo") as f:
         rows = [line.split(" - ", 1)[1].split() for line in f if f" {mnt} " in line]
-    assert rows and rows[0][0] == "fuse.memexfs"
+    assert rows
+    assert rows[0][0] == "fuse.memexfs"
     assert rows[0][1] == str(odd_mount.vault.resolve())

@@ -211,7 +211,8 @@ def test_time_phrases_inside_a_sentence_only_rank() -> None:
     text = ("The number of databases and the online use of databases has increased "
             "dramatically over the past several years, bringing in 1979 new problems")
     q = parse(text, date(2024, 1, 15))
-    assert q.date_hint_only and not q.phrase_dated
+    assert q.date_hint_only
+    assert not q.phrase_dated
     from query.filters import build_filter
 
     assert not build_filter(q)  # no doc_day range among the store filters
@@ -219,7 +220,8 @@ def test_time_phrases_inside_a_sentence_only_rank() -> None:
 
 def test_short_queries_keep_their_date_filter() -> None:
     q = parse("invoices I received last month", date(2024, 1, 15))
-    assert q.phrase_dated and not q.date_hint_only
+    assert q.phrase_dated
+    assert not q.date_hint_only
 
 
 @pytest.mark.parametrize("name", [" ", "_", "- -", "k:5", "the", "of the", "what is it"])

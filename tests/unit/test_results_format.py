@@ -11,7 +11,9 @@ from mount.virtual import Hit, Listing, escape_field, unescape_field
 @given(st.text())
 def test_escape_round_trips_and_leaves_no_separators(value: str) -> None:
     escaped = escape_field(value)
-    assert "\t" not in escaped and "\n" not in escaped and "\r" not in escaped
+    assert "\t" not in escaped
+    assert "\n" not in escaped
+    assert "\r" not in escaped
     assert unescape_field(escaped) == value
 
 
