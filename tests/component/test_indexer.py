@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import trio
 
-from memexfs import indexer as indexer_mod
 from memexfs import schema
 from memexfs.check import check
 from memexfs.echo import signature
 from memexfs.extract import Extractor
 from memexfs.indexer import Indexer
+from memexfs.indexer import tuning as indexer_mod
 from memexfs.pipeline import Pipeline
 from memexfs.store import EdgeStore, Filter, Match
 from memexfs.vault import Vault

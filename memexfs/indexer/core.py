@@ -1,0 +1,150 @@
+"""The indexer's shared state, the ``IndexSink`` notifications, and helpers every part uses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from memexfs import reconcile, schema
+from memexfs.echo import OwnChanges
+from memexfs.indexer.stats import Stats, StatusMirror
+from memexfs.pipeline import Pipeline
+from memexfs.store import Store
+from memexfs.vault import STATE_DIR, Vault
+
+log = logging.getLogger("memexfs.indexer")  # one logger for the package: what operators filter on
+
+
+class _IndexerCore:
+    """State shared by the indexer's parts, the ``IndexSink`` notifications and small helpers."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        store: Store,
+        pipeline_factory: Callable[[], Pipeline],
+        on_change: Callable[[set[str]], None] | None = None,
+        watch: bool = True,
+        on_outside: Callable[[list[str]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.vault = vault
+        self.store = store
+        self._pipeline_factory = pipeline_factory
+        self.pipeline: Pipeline | None = None
+        self.on_change = on_change or (lambda paths: None)
+        self.on_outside = on_outside  # told first about changes made around the mount
+        self.watch = watch
+        self.stats = Stats()
+        # filled by the mount's operations, read by the watcher (nothing kept without one)
+        self.own = OwnChanges() if watch else OwnChanges(max_entries=0)
+        self._watch_healthy = True  # False from a watcher failure until it works again
+        self._rescan_queued = False
+        self._ops: list[tuple[str, str, str]] = []
+        self._pending: OrderedDict[str, float] = OrderedDict()
+        self._retried: set[str] = set()  # transient extraction failures retried this session
+        self._index_wait = 0.0  # current wait before files that met a down index are retried
+        self._inflight: set[str] = set()
+        self._announced: set[str] = set()  # "changed" ops not yet applied
+        self._chunks_stale = True
+        self._applying = 0  # ops taken off ``_ops`` and not yet applied
+        self._status = StatusMirror()
+        self._wake = trio.Event()
+        self._limiter = trio.CapacityLimiter(1)  # extraction and store work
+        self._encode_limiter = trio.CapacityLimiter(1)  # the encoder (uses every core itself)
+        self._store_limiter = trio.CapacityLimiter(1)  # commits: never behind a slow extraction
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._busy_since = time.monotonic()
+        self._busy_files = 0
+        self._busy_texts = 0
+
+    # ------------------------------------------------------------- IndexSink (trio thread)
+    def changed(self, path: str) -> None:
+        if self._push("changed", path):
+            self._announced.add(path)
+
+    def removed(self, path: str) -> None:
+        self._push("removed", path)
+
+    def moved(self, old: str, new: str) -> None:
+        self._push("moved", old, new)
+
+    def status_of(self, path: str) -> str | None:
+        if path in self._pending or path in self._inflight or path in self._announced:
+            return schema.PENDING
+        return self._status.get(path)
+
+    def _push(self, op: str, a: str, b: str = "") -> bool:
+        if a.split("/", 1)[0] == STATE_DIR or (b and b.split("/", 1)[0] == STATE_DIR):
+            return False
+        self._ops.append((op, a, b))
+        self.stats.queued = self._queued()
+        self._wake.set()
+        return True
+
+    def _queued(self) -> int:
+        return len(self._ops) + self._applying + len(self._pending) + len(self._inflight)
+
+    def notify_threadsafe(self, op: str, a: str, b: str = "") -> None:
+        """For the watcher thread: hop onto the trio thread first."""
+        if self._trio_token is not None:
+            trio.from_thread.run_sync(self._push, op, a, b, trio_token=self._trio_token)
+
+    @property
+    def idle(self) -> bool:
+        return self.stats.state == "idle" and not self._queued()
+
+    async def wait_idle(self) -> None:
+        while not self.idle:  # noqa: ASYNC110 (state is polled by design: no event per change)
+            await trio.sleep(0.05)
+
+    # ------------------------------------------------------------- helpers
+    async def _sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def _queue_plan(self, plan: reconcile.Plan) -> None:
+        for old, new in plan.moved:
+            self._ops.append(("moved", old, new))
+        for file_id, path in plan.removed:
+            self._ops.append(("removed", path, file_id))
+        for path in plan.changed:
+            self._ops.append(("changed", path, ""))
+        self.stats.queued = self._queued()
+
+    def _recount(self) -> None:
+        counts = self._status.counts
+        s = self.stats
+        s.files = len(self._status)
+        s.indexed = counts.get(schema.INDEXED, 0)
+        s.failed = counts.get(schema.FAILED, 0)
+        s.metadata_only = counts.get(schema.METADATA_ONLY, 0)
+        s.pending = counts.get(schema.PENDING, 0)
+        s.queued = self._queued()
+
+    def _due(self, now: float) -> str | None:
+        """The first queued path whose quiet period is over. ``_pending`` is nearly in due order
+        (a rename appends out of order), so this usually returns at the first entry."""
+        for path, due in self._pending.items():
+            if due <= now:
+                return path
+        return None
+
+    def _error(self, path: str, exc: BaseException) -> str:
+        log.error("indexing %s failed: %s", path, exc, exc_info=exc)
+        return self._note_error(path, f"{type(exc).__name__}: {exc}")
+
+    def _note_error(self, path: str, msg: str) -> str:
+        self.stats.errors[path] = msg
+        self.stats.last_error = f"{path}: {msg}"
+        return msg
+
+    def _changed(self, paths: set[str]) -> None:
+        self.stats.generation += 1
+        try:
+            self.on_change(paths)
+        except Exception:
+            log.exception("change callback failed")
