@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := fuse3 libfuse3-dev pkg-config attr chromium librsvg2-bin
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench clean install
 
 setup: $(STAMP)
 
@@ -39,6 +39,20 @@ bench: setup
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/retrieval_eval.py
 	$(BIN)/python bench/query_bench.py
+
+# memexfs on PATH, mount(8)/fstab helpers, man page and bash completion. mount(8) runs helpers
+# with a fixed PATH, so fstab lines need memexfs in /usr/local/bin (PREFIX), not ~/.local/bin.
+PREFIX ?= /usr/local
+install: setup
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	ln -sf $(CURDIR)/$(BIN)/memexfs $(DESTDIR)$(PREFIX)/bin/memexfs
+	ln -sf $(CURDIR)/$(BIN)/memexfs $(DESTDIR)$(PREFIX)/bin/mount.memexfs
+	ln -sf $(CURDIR)/$(BIN)/memexfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.memexfs
+	$(BIN)/python scripts/gen_cli_docs.py
+	install -m644 docs/memexfs.1 $(DESTDIR)$(PREFIX)/share/man/man1/memexfs.1
+	install -m644 docs/memexfs.bash-completion \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/memexfs
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,11 @@
 """The ``memexfs`` command: mount, umount, status, index, search, related, check.
 
-Exit codes (documented in README): 0 success; 1 error; 2 bad usage; 3 vault busy (mounted or
-locked by another process); 4 not a MemexFS mount; 5 timed out waiting (status --wait).
-Errors are one line on stderr, never a traceback (``--debug`` shows tracebacks).
+Exit codes (documented in README): 0 success; 1 error (or, with ``search -q``, no match);
+2 bad usage or a query the grammar refuses; 3 vault busy (mounted or locked by another
+process); 4 not a MemexFS mount; 5 timed out waiting (status --wait); 130 interrupted (Ctrl-C);
+141 stdout closed early (``| head``), silently. Errors are one line on stderr, never a traceback
+(``--debug`` shows tracebacks). Invoked as ``mount.memexfs``/``mount.fuse.memexfs``, or as
+``memexfs SRC MNT -o opts`` (what mount.fuse3 runs for ``mount -t fuse.memexfs``), it mounts.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ import errno
 import json
 import logging
 import os
-import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from memexfs.errors import MemexError, VaultLocked
+from memexfs import api, cli_knowledge
+from memexfs.errors import BadQuery, IndexUnavailable, MemexError, VaultLocked
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_MOUNTED, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 CTL = ".memexfs"
@@ -60,15 +64,64 @@ def _date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memexfs", description="A semantic filesystem.")
-    p.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 up: {value!r}")
+    return n
 
-    m = sub.add_parser("mount", help="mount a vault")
-    m.add_argument("source")
-    m.add_argument("mountpoint")
-    m.add_argument("--foreground", "-f", action="store_true")
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``memexfs: ...``), rc 2, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        cmd = self.prog.split(" ", 1)[1] + " " if " " in self.prog else ""
+        self.exit(EXIT_USAGE, f"memexfs: {message} (see memexfs {cmd}--help)\n")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("memexfs")
+    except PackageNotFoundError:
+        import memexfs
+
+        return memexfs.__version__
+
+
+EXIT_CODES = ("exit codes: 0 ok; 1 error (search -q: nothing matched); 2 bad usage or query; "
+              "3 vault busy; 4 not a MemexFS mount; 5 timed out; 130 interrupted")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = OneLineParser(
+        prog="memexfs", formatter_class=fmt,
+        description="A semantic filesystem: your files, plus folders that are searches.",
+        epilog="examples:\n"
+               "  memexfs mount ~/Documents ~/memex\n"
+               "  ls ~/memex/q/'electricity bills last quarter'/\n"
+               "  memexfs search ~/memex 'invoices from acme unpaid' --paths | xargs grep -l IBAN\n"
+               "  mount -t fuse.memexfs ~/Documents ~/memex -o allow_other\n\n" + EXIT_CODES)
+    p.add_argument("--version", action="version", version=f"memexfs {version()}")
+    p.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("mount", help="mount a vault", formatter_class=fmt,
+                       description="Mount VAULT on MOUNTPOINT; returns once the mount is live.",
+                       epilog="examples:\n  memexfs mount ~/Documents ~/memex\n"
+                              "  memexfs mount ~/Documents ~/memex -o allow_other,no_watch\n"
+                              "fstab:\n  /home/me/Documents /home/me/memex fuse.memexfs "
+                              "noauto,allow_other 0 0")
+    m.add_argument("source", metavar="VAULT", help="the folder of documents to serve")
+    m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty folder to mount on")
+    m.add_argument("--foreground", "-f", action="store_true",
+                   help="stay in the foreground (logs on stderr)")
     m.add_argument("--allow-other", action="store_true",
                    help="let other users in (adds default_permissions)")
     m.add_argument("--today", type=_date, help="reference date for 'last quarter' etc.")
@@ -76,87 +129,78 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
     m.add_argument("--no-watch", action="store_true",
                    help="don't watch the vault for changes made around the mount")
+    m.add_argument("--nonempty", action="store_true",
+                   help="mount even over a folder that has files (they are hidden meanwhile)")
+    m.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
+                   help="mount(8)-style options: allow_other, today=, encoder=, no_watch, "
+                        "qdrant_url=, nonempty; _netdev, noauto, rw, x-systemd.* ... ignored")
     m.add_argument("--debug", action="store_true", dest="fuse_debug",
                    help="log every FUSE request and verbose daemon logs")
 
-    u = sub.add_parser("umount", help="unmount cleanly")
-    u.add_argument("mountpoint")
-    u.add_argument("--timeout", type=float, default=10.0)
+    u = sub.add_parser("umount", help="unmount cleanly",
+                       description="Unmount; a dead or hung daemon's mount is detached.")
+    u.add_argument("mountpoint", help="a MemexFS mountpoint")
+    u.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the daemon to exit (default 10)")
 
     s = sub.add_parser("status", help="index state of a mount or a vault")
-    s.add_argument("path")
+    s.add_argument("path", help="a mountpoint or a vault")
     s.add_argument("--wait", action="store_true", help="return when the index is idle")
-    s.add_argument("--timeout", type=float, default=600.0)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds --wait waits (default 600; then exit 5)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
 
     i = sub.add_parser("index", help="index a vault that is not mounted (bulk)")
-    i.add_argument("source")
-    i.add_argument("--encoder")
+    i.add_argument("source", metavar="VAULT", help="the folder to index")
+    i.add_argument("--encoder", help="encoder name (default: the package default)")
     i.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
 
-    q = sub.add_parser("search", help="search a vault (the same engine as /q folders)")
-    q.add_argument("source")
-    q.add_argument("query", nargs="+")
-    q.add_argument("-k", type=int, default=None)
-    q.add_argument("--json", action="store_true")
-    q.add_argument("--today", type=_date)
-    q.add_argument("--encoder")
+    def output(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--json", action="store_true",
+                       help="JSON: rank, score, path (vault-relative), abs_path, snippet, title")
+        c.add_argument("--relative", action="store_true",
+                       help="print vault-relative paths (default: absolute)")
+        c.add_argument("--paths", action="store_true", help="paths only, one per line")
+        c.add_argument("-0", "--null", action="store_true",
+                       help="paths only, each ended by NUL (for xargs -0); names exact")
+        c.add_argument("-q", "--quiet", action="store_true",
+                       help="print nothing; exit 1 when nothing matches (like grep -q)")
+        c.add_argument("--encoder", help="encoder name, when the vault is not mounted")
 
-    r = sub.add_parser("related", help="files most similar to a file")
-    r.add_argument("source")
-    r.add_argument("path")
-    r.add_argument("-k", type=int, default=20)
-    r.add_argument("--json", action="store_true")
-    r.add_argument("--encoder")
+    q = sub.add_parser("search", help="search a vault (the same engine as /q folders)",
+                       formatter_class=fmt,
+                       epilog="examples:\n  memexfs search ~/memex 'electricity bills 2024'\n"
+                              "  memexfs search ~/Documents 'unpaid invoices' -0 | xargs -0 ls -l")
+    q.add_argument("source", metavar="WHERE", help="a vault, its mountpoint, or a path in either")
+    q.add_argument("query", nargs="+", help="the query, as a /q folder name")
+    q.add_argument("-k", type=_positive, default=None, help="number of results")
+    q.add_argument("--today", type=_date, help="reference date (unmounted only)")
+    output(q)
+
+    r = sub.add_parser("related", help="files most similar to a file", formatter_class=fmt,
+                       epilog="example:\n  memexfs related ~/memex ~/memex/notes/plan.md -k 5")
+    r.add_argument("source", metavar="WHERE", help="a vault, its mountpoint, or a path in either")
+    r.add_argument("path", help="the file: in the mount, in the vault, or vault-relative")
+    r.add_argument("-k", type=_positive, default=20, help="number of results (default 20)")
+    output(r)
 
     c = sub.add_parser("check", help="verify that vault, catalog and chunks agree")
-    c.add_argument("source")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("source", metavar="VAULT")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--repair", action="store_true",
+                   help="move an index that cannot be opened aside (re-indexed next time)")
+    cli_knowledge.add_parsers(sub)
     return p
 
 
 # ------------------------------------------------------------------------------ helpers
-def _unescape(field: str) -> str:
-    """A path as /proc/self/mounts writes it: space, tab, newline, backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def memex_mounts() -> dict[str, str]:
-    """mountpoint -> source of every MemexFS mount (from /proc/self/mounts)."""
-    out = {}
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "fuse.memexfs":
-                out[_unescape(parts[1])] = parts[0]
-    return out
-
-
-def _lexical(path: str) -> str:
-    """``path`` made absolute with its folder resolved but not its last name: resolving a
-    mountpoint stats it, which waits forever on a dead daemon."""
-    a = os.path.abspath(path)
-    head, tail = os.path.split(a)
-    return os.path.join(os.path.realpath(head), tail) if tail else a
-
-
-def _mount_of(path: str) -> str | None:
-    """The MemexFS mountpoint that ``path`` is (or is inside), if any; matched by name first,
-    so a hung mount is found without touching it."""
-    mounts = sorted(memex_mounts(), key=len, reverse=True)
-    for real in (resolve(path) for resolve in (_lexical, os.path.realpath)):
-        for mnt in mounts:
-            if real == mnt or real.startswith(mnt.rstrip("/") + "/"):
-                return mnt
-    return None
+memex_mounts = api.memex_mounts
+_lexical = api.lexical
+_mount_of = api.mount_of
 
 
 def _mount_of_vault(source: str) -> str | None:
-    from memexfs.vault import Vault
-
-    info = Vault(Path(source).resolve()).read_json("mount.json")
-    mnt = info.get("mountpoint")
-    return str(mnt) if mnt and mnt in memex_mounts() else None
+    return api.mount_of_vault(os.path.realpath(source))
 
 
 def _vault_daemon(source: str) -> int:
@@ -214,72 +258,87 @@ def _daemon_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def offline(source: str, qdrant_url: str | None = None) -> Iterator[tuple[Any, Any]]:
-    """A vault that no daemon serves, locked for us: (vault, store), closed on exit."""
-    from memexfs.store import open_store
-    from memexfs.vault import Vault, VaultLock
-
-    if not os.path.isdir(source):
+def _memex(source: str, qdrant_url: str | None = None, encoder: str | None = None,
+           create: bool = True) -> Iterator[api.Memex]:
+    """The vault at ``source``, opened offline by the caller; its store under umask 077."""
+    if create and not os.path.isdir(source):
         raise CliError(f"{source}: not a directory")
-    vault = Vault.open(source)
-    lock = VaultLock(vault)
+    os.umask(api.OFFLINE_UMASK)  # index, catalog and logs are the owner's alone
+    memex = api.Memex(source, qdrant_url=qdrant_url, encoder=encoder, create=create)
     try:
-        lock.acquire()
+        yield memex
     except VaultLocked as exc:
         raise CliError(f"{source}: {exc}", EXIT_BUSY) from None
-    try:
-        store = open_store(vault, qdrant_url)
-        try:
-            yield vault, store
-        finally:
-            store.close()
     finally:
-        lock.release()
+        memex.close()
 
 
-def _results_via_mount(mnt: str, *parts: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Ask the running daemon: read the ``.results`` file of a virtual folder."""
-    try:
-        return _parse_results(Path(mnt, *parts, ".results").read_text())
-    except OSError as exc:
-        raise CliError(f"search failed: {exc.strerror}") from None
-
-
-def _hit_dicts(result: Any) -> list[dict[str, Any]]:
-    return [{"rank": h.rank, "score": h.score, "path": h.path, "snippet": h.snippet}
-            for h in result.hits]
-
-
-def _print_hits(hits: list[dict[str, Any]], reason: str | None, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"results": hits, "reason": reason}, indent=2))
-        return
-    if not hits:
-        print(f"no results{f': {reason}' if reason else ''}", file=sys.stderr)
-    for h in hits:
-        print(f"{h['rank']:>3}  {h['score']:.3f}  {h['path']}")
-
-
-def _parse_results(text: str) -> tuple[list[dict[str, Any]], str | None]:
-    hits, reason = [], None
-    for line in text.splitlines():
-        if line.startswith("# rank"):
-            continue
-        if line.startswith("# "):
-            reason = line[2:]
-            continue
-        rank, score, path, snippet = (line.split("\t", 3) + [""])[:4]
-        hits.append({"rank": int(rank), "score": float(score), "path": path,
-                     "snippet": snippet})
-    return hits, reason
+@contextlib.contextmanager
+def offline(source: str, qdrant_url: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """A vault that no daemon serves, locked for us: (vault, store), closed on exit. The store
+    child's log (a panic included) goes to ``.memexfs/store.log``, not the terminal."""
+    with _memex(source, qdrant_url) as memex:
+        yield memex.offline()
 
 
 # ------------------------------------------------------------------------------ commands
+# mount(8) and fstab options that say nothing to a FUSE daemon (mount.fuse3 drops some itself).
+IGNORED_OPTIONS = frozenset({"_netdev", "noauto", "auto", "user", "nouser", "users", "owner",
+                             "rw", "defaults", "nofail", "dev", "nodev", "suid", "nosuid",
+                             "exec", "noexec", "async", "sync", "atime", "noatime", "relatime",
+                             "nodiratime", "diratime", "strictatime", "lazytime", "loud",
+                             "silent"})
+
+
+def apply_mount_options(a: argparse.Namespace) -> None:
+    """Fold ``-o opt,opt`` into the parsed flags; unknown options are usage errors."""
+    for group in a.options:
+        for opt in filter(None, group.split(",")):
+            key, eq, value = opt.partition("=")
+            if opt in IGNORED_OPTIONS or key.startswith(("x-", "comment")):
+                continue
+            if opt == "ro":
+                raise CliError("read-only mounts (-o ro) are not supported: the mount writes "
+                               "through to the vault", EXIT_USAGE)
+            if opt in ("allow_other", "no_watch", "nonempty", "debug"):
+                setattr(a, {"debug": "fuse_debug"}.get(opt, opt), True)
+            elif eq and key in ("today", "encoder", "qdrant_url") and value:
+                try:
+                    setattr(a, key, _date(value) if key == "today" else value)
+                except argparse.ArgumentTypeError as exc:
+                    raise CliError(f"-o {opt}: {exc}", EXIT_USAGE) from None
+            else:
+                raise CliError(f"unknown mount option: {opt}", EXIT_USAGE)
+
+
+def _check_mountable(a: argparse.Namespace) -> None:
+    """Causes the daemon would only find after forking, said here with the real reason."""
+    from embed import ENCODER_NAMES
+
+    if a.encoder is not None and a.encoder not in ENCODER_NAMES:
+        raise CliError(f"unknown encoder {a.encoder!r} (choose from {', '.join(ENCODER_NAMES)})",
+                       EXIT_USAGE)
+    if not os.path.exists("/dev/fuse"):
+        raise CliError("/dev/fuse is missing: load the fuse module (modprobe fuse)")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise CliError("/dev/fuse: permission denied (ask for access to /dev/fuse, e.g. the "
+                       "fuse group, or mount as root)")
+    if os.path.isdir(a.mountpoint) and not a.nonempty:
+        with contextlib.suppress(OSError):
+            if os.listdir(a.mountpoint):
+                raise CliError(f"mountpoint {a.mountpoint} is not empty (its files would be "
+                               "hidden): empty it or pass --nonempty")
+
+
 def cmd_mount(a: argparse.Namespace) -> int:
     from mount.daemon import MountOptions, run_mount
 
+    apply_mount_options(a)
     if _mount_of(a.mountpoint) == os.path.realpath(a.mountpoint):
         raise CliError(f"{a.mountpoint} is already a MemexFS mount", EXIT_BUSY)
+    _check_mountable(a)
+    if getattr(a, "fake", False):  # mount -f: everything checked, nothing mounted
+        return EXIT_OK
     opts = MountOptions(a.source, a.mountpoint, foreground=a.foreground,
                         allow_other=a.allow_other, debug=a.fuse_debug or a.debug,
                         today=a.today, encoder=a.encoder, watch=not a.no_watch,
@@ -368,54 +427,26 @@ def _status(a: argparse.Namespace) -> int:
 
 
 def _offline_status(source: str) -> dict[str, Any]:
-    from memexfs import schema
-
-    with offline(source) as (_vault, store):
-        counts = {s: 0 for s in schema.STATES}
-        errors = {}
-        for rec in store.iter_files():
-            counts[rec.status] = counts.get(rec.status, 0) + 1
-            if rec.error:
-                errors[rec.path] = rec.error
-        return {"state": "offline", "files": sum(counts.values()),
-                "indexed": counts[schema.INDEXED], "failed": counts[schema.FAILED],
-                "metadata_only": counts[schema.METADATA_ONLY], "queued": counts[schema.PENDING],
-                "chunks": store.count_chunks(), "errors": errors}
+    with _memex(source) as memex:
+        memex.offline()
+        return memex.status()
 
 
 def cmd_index(a: argparse.Namespace) -> int:
-    mnt = _mount_of_vault(a.source)
+    mnt = _mount_of_vault(a.source) if os.path.isdir(a.source) else None
     if mnt is not None:
         print(f"{a.source} is mounted on {mnt}; its daemon indexes it. Waiting for idle.",
               file=sys.stderr)
         return cmd_status(argparse.Namespace(path=mnt, wait=True, timeout=86400, json=False))
-    import trio
-
-    from memexfs.indexer import Indexer
-    from memexfs.pipeline import pipeline_factory
-
-    with offline(a.source, a.qdrant_url) as (vault, store):
-        # The daemon's own indexer, without a mount or watcher: one code path for both.
-        indexer = Indexer(vault, store, pipeline_factory(vault, store, a.encoder), watch=False)
-
-        async def run() -> None:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(indexer.run)
-                while not indexer.idle and indexer.stats.state != "error":
-                    _progress(indexer.stats)
-                    await trio.sleep(0.2)
-                nursery.cancel_scope.cancel()
-
+    with _memex(a.source, a.qdrant_url, a.encoder) as memex:
+        memex.offline()
         try:
-            trio.run(run)
-        finally:
-            if indexer.pipeline is not None:
-                indexer.pipeline.extractor.close()
-        st = indexer.stats
+            st = memex.index(progress=_progress)
+        except MemexError as exc:
+            print(file=sys.stderr)
+            raise CliError(str(exc)) from None
         _progress(st, final=True)
         print(file=sys.stderr)
-        if st.state == "error":
-            raise CliError(st.last_error or "indexing failed")
         print(f"{st.done_since_start} files processed: {st.indexed} indexed, "
               f"{st.metadata_only} metadata-only, {st.failed} failed ({st.chunks} chunks)")
         return EXIT_OK
@@ -431,52 +462,95 @@ def _progress(st: Any, final: bool = False) -> None:
           f"{st.files_per_s:.1f}/s, {st.failed} failed ", end="", file=sys.stderr)
 
 
-def cmd_search(a: argparse.Namespace) -> int:
-    text = " ".join(a.query)
-    if a.k:
-        text += f" k:{a.k}"
-    mnt = _mount_of_vault(a.source) if os.path.isdir(a.source) else None
-    if mnt is not None:
-        if a.today:
+# ------------------------------------------------------------------------------ search, related
+def _open_for_query(a: argparse.Namespace) -> api.Memex:
+    """The vault ``a.source`` leads to; a mount's daemon is probed first (in a child), so a
+    hung one is recovered instead of hanging this command."""
+    try:
+        memex = api.Memex(a.source, encoder=a.encoder, create=False)
+    except api.NotIndexed as exc:
+        raise CliError(str(exc)) from None
+    except MemexError as exc:
+        raise CliError(str(exc)) from None
+    if memex.mountpoint is not None:
+        if getattr(a, "today", None):
             raise CliError("--today is fixed by the mount (memexfs mount --today) while mounted",
                            EXIT_USAGE)
-        hits, reason = _results_via_mount(mnt, "q", text)
-        _print_hits(hits, reason, a.json)
-        return EXIT_OK
-    from embed import load_encoder
-    from query.engine import SearchEngine
-    from query.parse import parse
+        _stats(memex.mountpoint)
+    return memex
 
-    with offline(a.source) as (_vault, store):
-        engine = SearchEngine(store, load_encoder(a.encoder))
-        result = engine.search(parse([text], a.today or date.today(), engine.known_vendors()))
-        _print_hits(_hit_dicts(result), result.reason, a.json)
+
+def _row(h: api.Result) -> dict[str, Any]:
+    return {"rank": h.rank, "score": h.score, "path": h.rel_path, "abs_path": h.path,
+            "snippet": h.snippet, "title": h.title}
+
+
+def _print_results(a: argparse.Namespace, got: api.Results) -> int:
+    """Print as asked; the exit code (1 for no match only with -q, like grep)."""
+    if a.quiet:
+        return EXIT_OK if got.hits else EXIT_ERROR
+    if a.json:
+        print(json.dumps({"results": [_row(h) for h in got.hits], "reason": got.reason},
+                         indent=2))
         return EXIT_OK
+    if not got.hits:
+        print(f"no results{f': {got.reason}' if got.reason else ''}", file=sys.stderr)
+    out = sys.stdout
+    for h in got.hits:
+        path = h.rel_path if a.relative else h.path
+        if a.null:
+            out.flush()
+            sys.stdout.buffer.write(os.fsencode(path) + b"\0")
+        elif a.paths:
+            print(escape_field(path))
+        else:
+            print(f"{h.rank:>3}  {h.score:.3f}  {escape_field(path)}")
+    return EXIT_OK
+
+
+def escape_field(value: str) -> str:
+    """One line whatever a file is called (the escapes of mount.virtual.escape_field)."""
+    from mount.virtual import escape_field as escape
+
+    return escape(value)
+
+
+def _with_recovery(a: argparse.Namespace, run: Any) -> int:
+    try:
+        with _open_for_query(a) as memex:
+            return int(run(memex))
+    except Unresponsive as exc:
+        _recover(exc.mnt, exc.why)
+        return EXIT_ERROR
+    except VaultLocked as exc:
+        raise CliError(f"{a.source}: {exc}", EXIT_BUSY) from None
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    text = " ".join(a.query)
+    return _with_recovery(a, lambda m: _print_results(a, m.query(text, a.k, a.today)))
 
 
 def cmd_related(a: argparse.Namespace) -> int:
-    rel = a.path
-    if os.path.isabs(rel):
-        rel = os.path.relpath(rel, os.path.realpath(a.source))
-    mnt = _mount_of_vault(a.source)
-    if mnt is not None:
-        hits, reason = _results_via_mount(mnt, "related", rel)
-        _print_hits(hits[: a.k], reason, a.json)
-        return EXIT_OK
-    from embed import load_encoder
-    from query.engine import SearchEngine
-
-    with offline(a.source) as (_vault, store):
-        result = SearchEngine(store, load_encoder(a.encoder)).related(rel, k=a.k)
-        _print_hits(_hit_dicts(result), result.reason, a.json)
-        return EXIT_OK
+    return _with_recovery(a, lambda m: _print_results(a, m.related_results(a.path, a.k)))
 
 
 def cmd_check(a: argparse.Namespace) -> int:
     from memexfs.check import check
 
-    with offline(a.source) as (vault, store):
-        problems = check(vault, store)
+    if a.repair:
+        with _memex(a.source) as memex:
+            moved = memex.repair()
+            if moved is not None:
+                print(f"{a.source}: the index could not be opened: moved it to {moved} and "
+                      "started an empty one; the next mount or `memexfs index` re-indexes")
+                return EXIT_OK
+            print(f"{a.source}: the index opens; nothing to repair")
+    try:
+        with offline(a.source) as (vault, store):
+            problems = check(vault, store)
+    except IndexUnavailable as exc:
+        raise CliError(f"{exc}; to start over: memexfs check --repair {a.source}") from None
     if a.json:
         print(json.dumps({"problems": problems}, indent=2))
     else:
@@ -488,25 +562,88 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status, "index": cmd_index,
             "search": cmd_search, "related": cmd_related, "check": cmd_check}
+COMMANDS.update(cli_knowledge.COMMANDS)
+
+
+# ------------------------------------------------------------------------------ entry point
+def _as_command(args: list[str], prog: str) -> list[str]:
+    """mount(8) conventions -> our argv: ``mount.memexfs SRC MNT [-sfnv] [-o opts] [-t type]``
+    (a helper), or ``memexfs SRC MNT -o opts`` (what mount.fuse3 runs; without ``-o`` an
+    unknown first word stays a usage error, not a mount of a typo)."""
+    helper = prog.startswith("mount.")
+    if not helper and (not args or args[0] in COMMANDS or args[0].startswith("-")
+                       or "-o" not in args):
+        return args
+    out, it = ["mount"], iter(args)
+    for arg in it:
+        if arg == "-t":  # the type: ours, whatever it says
+            next(it, None)
+        elif helper and arg in ("-s", "-n", "-v"):  # sloppy, no mtab, verbose: nothing to do
+            continue
+        elif helper and arg == "-f":  # mount -f: fake it
+            out.append("--fake")
+        else:
+            out.append(arg)
+    return out
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member groups, as trio raises them."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _closed_stdout() -> int:
+    """stdout's reader went away (``| head``): be silent, as cat and grep are."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prog = os.path.basename(sys.argv[0]) if argv is None else "memexfs"
+    args = _as_command(list(sys.argv[1:] if argv is None else argv), prog)
+    fake = "--fake" in args
+    if fake:
+        args.remove("--fake")
     parser = build_parser()
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(args)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2, already said)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    a.fake = fake
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING,
                         format="memexfs: %(message)s")
     try:
-        return COMMANDS[a.cmd](a)
+        try:
+            code = COMMANDS[a.cmd](a)
+            sys.stdout.flush()
+            return code
+        except BaseExceptionGroup as group:
+            leaf = _leaf(group)
+            if group.subgroup(KeyboardInterrupt) is not None:
+                raise KeyboardInterrupt from group
+            if leaf is group:
+                raise
+            raise leaf from None
+    except BrokenPipeError:
+        return _closed_stdout()
+    except KeyboardInterrupt:
+        print("memexfs: interrupted", file=sys.stderr)
+        return 130
     except CliError as exc:
         print(f"memexfs: {exc}", file=sys.stderr)
         return exc.code
+    except BadQuery as exc:
+        print(f"memexfs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (MemexError, OSError) as exc:
         if a.debug:
             raise
         print(f"memexfs: {exc}", file=sys.stderr)
         return EXIT_BUSY if isinstance(exc, VaultLocked) else EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":
