@@ -27,6 +27,10 @@ What it measures (milliseconds, p50/p95 over ``--repeat`` queries):
 
 The index is left as the indexer leaves it (Qdrant Edge does not build HNSW by itself);
 ``--optimize`` runs the shard optimizer first (HNSW), to show what that would change.
+``--background-index`` measures the store the daemon runs (``ProcessStore``): engine search
+p50/p95/max before, *during* and after the background HNSW build (``memexfs.store_optimize``:
+copy, builder process, swap), the swap itself, and what the build cost (copy, build, the
+stall of its last step), all in one run.
 Prints a table and writes ``bench/results/query_bench.json``.
 """
 
@@ -244,12 +248,14 @@ def in_process(vault: Path, encoder: Any, repeat: int) -> dict[str, Any]:
         vendors = engine.known_vendors()
         texts = query_texts(repeat * 2, seed=11)
         out: dict[str, Any] = {}
-        out["known_vendors"] = summary(timed(lambda: (engine.invalidate(),
-                                                      engine.known_vendors()),
+        def fresh_vendors(e: SearchEngine) -> frozenset[str]:
+            e.invalidate()
+            return e.known_vendors()
+
+        out["known_vendors"] = summary(timed(lambda: fresh_vendors(engine),
                                              max(3, repeat // 8)))
         faceted = SearchEngine(_Faceted(store), encoder)  # type: ignore[arg-type]
-        out["known_vendors (facet)"] = summary(timed(lambda: (faceted.invalidate(),
-                                                              faceted.known_vendors()),
+        out["known_vendors (facet)"] = summary(timed(lambda: fresh_vendors(faceted),
                                                      max(3, repeat // 8)))
         it = iter(texts)
         out["encode"] = summary(timed(lambda: encoder.encode([next(it)]), repeat))
@@ -277,6 +283,74 @@ def in_process(vault: Path, encoder: Any, repeat: int) -> dict[str, Any]:
             engine.search(parse(again.raw, TODAY, engine.known_vendors()))
 
         out["search after change"] = summary(timed(after_change, max(5, repeat // 4)))
+        return out
+    finally:
+        store.close()
+
+
+def background_index(vault: Path, encoder: Any, repeat: int) -> dict[str, Any]:
+    """Engine search latency before, during and after a background HNSW build."""
+    from memexfs.store_process import ProcessStore
+    from memexfs.vault import Vault
+    from query.engine import SearchEngine
+    from query.parse import parse
+
+    store = ProcessStore(Vault.open(vault).index_dir, DIM, background_index=False)
+    try:
+        texts = query_texts(repeat * 4, seed=31)
+        probe = SearchEngine(store, encoder)
+        vendors = probe.known_vendors()
+        parsed = [parse(t, TODAY, vendors) for t in texts]
+        vectors = dict(zip([p.text for p in parsed],
+                           np.asarray(encoder.encode([p.text for p in parsed])), strict=True))
+
+        class _Known:  # every query's vector computed up front: the search cost alone
+            name, dim = encoder.name, encoder.dim
+
+            def encode(self, batch: list[str]) -> np.ndarray:
+                return np.stack([vectors[t] for t in batch])
+
+        engine = SearchEngine(store, _Known())  # type: ignore[arg-type]
+        engine._vendors = vendors
+        state = {"i": 0}
+
+        def one() -> float:
+            q = parsed[state["i"] % len(parsed)]
+            state["i"] += 1
+            t = time.perf_counter()
+            engine.search(q)
+            return 1000 * (time.perf_counter() - t)
+
+        def phase(until: Callable[[], bool]) -> dict[str, float]:
+            """Searches until ``until()``; ``max_call`` includes the status calls, which
+            wait like a search would (what a swap's last step costs a caller)."""
+            xs: list[float] = []
+            calls: list[float] = []
+            while True:
+                t = time.perf_counter()
+                finished = until()
+                calls.append(1000 * (time.perf_counter() - t))
+                if finished:
+                    break
+                xs.append(one())
+            return {**stats(xs), "max_call": round(max(calls + xs), 2)}
+
+        def stats(xs: list[float]) -> dict[str, float]:
+            return {**summary(xs), "max": round(max(xs), 2)} if xs else {"n": 0}
+
+        out: dict[str, Any] = {"unindexed_before": store.index_status()["unindexed"]}
+        out["before"] = stats([one() for _ in range(repeat)])
+        t0 = time.perf_counter()
+        store.start_index_build()
+        out["during copy"] = phase(lambda: bool(store.index_status()["building"]))
+        out["during build"] = phase(lambda: not store.index_status()["builder_running"])
+        store.poll_index_build()
+        out["during swap"] = phase(lambda: store.index_status()["builds"] >= 1)
+        out["build_total_s"] = round(time.perf_counter() - t0, 1)
+        status = store.index_status()
+        out["unindexed_after"] = status["unindexed"]
+        out["swap"] = status["last_build"]
+        out["after"] = stats([one() for _ in range(repeat)])
         return out
     finally:
         store.close()
@@ -326,11 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", default=None, help="encoder name (default: the package's)")
     ap.add_argument("--optimize", action="store_true", help="build HNSW before measuring")
     ap.add_argument("--no-mount", action="store_true", help="in-process numbers only")
+    ap.add_argument("--background-index", action="store_true",
+                    help="search latency before/during/after a background HNSW build")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the synthetic vaults here (reused when present)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None,
-                    help="default: bench/results/query_bench[-hnsw].json")
+                    help="default: bench/results/query_bench[-hnsw][-bg].json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
@@ -357,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                     row["build"] = synthesize(vault, size, encoder, args.optimize)
                 log.info("built: %s", row["build"])
             row["engine"] = in_process(vault, encoder, args.repeat)
+            if args.background_index:
+                row["background_index"] = background_index(vault, encoder, args.repeat)
             if not args.no_mount:
                 row["mount"] = through_mount(vault, args.repeat)
             report["sizes"][str(size)] = row
@@ -364,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    out = args.out or RESULTS / f"query_bench{'-hnsw' if args.optimize else ''}.json"
+    tag = ("-hnsw" if args.optimize else "") + ("-bg" if args.background_index else "")
+    out = args.out or RESULTS / f"query_bench{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
@@ -382,6 +461,18 @@ def _print(size: int, row: dict[str, Any]) -> None:
     extra = {k: v for k, v in row.get("mount", {}).items() if not isinstance(v, dict)}
     if extra:
         print("  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    bg = row.get("background_index")
+    if bg:
+        print("\nbackground HNSW build: engine search (vector given), ms")
+        print(f"{'phase':<26}{'p50':>9}{'p95':>9}{'max':>9}{'n':>6}{'max call':>10}")
+        for label in ("before", "during copy", "during build", "during swap", "after"):
+            s = bg[label]
+            row_ = (f"{s['p50']:>9.2f}{s['p95']:>9.2f}{s['max']:>9.2f}" if s.get("n")
+                    else f"{'-':>9}{'-':>9}{'-':>9}")
+            mc = f"{s['max_call']:>10.2f}" if "max_call" in s else ""
+            print(f"{label:<26}{row_}{s.get('n', 0):>6}{mc}")
+        print(f"  unindexed {bg['unindexed_before']} -> {bg['unindexed_after']}, "
+              f"total {bg['build_total_s']} s, swap {bg['swap']}")
 
 
 if __name__ == "__main__":

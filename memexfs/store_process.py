@@ -36,6 +36,7 @@ from memexfs import errors
 from memexfs.errors import IndexUnavailable, MemexError
 from memexfs.schema import FileRecord
 from memexfs.store import PAGE, ChunkHit, ChunkPoint, ChunkQuery, EdgeStore, Filter, is_panic
+from memexfs.store_optimize import IndexPolicy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ METHODS = frozenset({
     "put_file", "get_file", "file_by_path", "update_file", "delete_file", "files_page",
     "count_files", "put_chunks", "delete_chunks", "move_chunks", "chunk_vectors", "count_chunks",
     "search", "search_batch", "chunks_page", "distinct", "flush", "close", "ping",
+    "index_status", "start_index_build", "poll_index_build",
 })
 _PASS_THROUGH = (ValueError, TypeError, KeyError)  # caller bugs keep their type across the pipe
 
@@ -167,13 +169,19 @@ class ProcessStore:
     eagerly; ``repair`` rebuilds an index that cannot be opened). The child's stderr (its log,
     a fatal signal's traceback, the engine's panic messages) is the caller's, or appended to
     ``log_to`` (a command line tool's stderr is for one-line errors).
+
+    The child keeps HNSW built in the background (``index_policy``, default
+    :class:`IndexPolicy`; ``background_index=False`` turns it off): the build runs in a third
+    process, so searches and writes keep their deadlines meanwhile.
     """
 
     def __init__(self, root: str | Path, dim: int, *, timeout: float | None = None,
                  open_timeout: float | None = None, reserve_bytes: int | None = None,
                  repair: bool = False, backoff: tuple[float, float] | None = None,
-                 log_to: str | Path | None = None) -> None:
+                 log_to: str | Path | None = None, background_index: bool = True,
+                 index_policy: IndexPolicy | None = None) -> None:
         self.root = Path(root)
+        self.index_policy = (index_policy or IndexPolicy()) if background_index else None
         self.log_to = log_to
         self.dim = dim
         self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
@@ -218,7 +226,7 @@ class ProcessStore:
                 os.close(log_fd)
         self._sock = mine
         config = {"root": str(self.root), "dim": self.dim, "reserve_bytes": self.reserve_bytes,
-                  "repair": repair}
+                  "repair": repair, "index_policy": self.index_policy}
         self._open_deadline = time.monotonic() + self.open_timeout
         send_msg(mine, config, self._open_deadline)
 
@@ -441,6 +449,18 @@ class ProcessStore:
     def flush(self) -> None:
         self._call("flush")
 
+    # -- the background HNSW build (see EdgeStore)
+    def index_status(self) -> dict[str, Any]:
+        return self._call("index_status")  # type: ignore[no-any-return]
+
+    def start_index_build(self, policy: IndexPolicy | None = None) -> bool:
+        """Start a build; the child copies the shard in a thread, so this returns at once."""
+        return bool(self._call("start_index_build", policy, wait=False))
+
+    def poll_index_build(self) -> bool:
+        """Start swapping a finished build in (True); the child swaps in a thread."""
+        return bool(self._call("poll_index_build", wait=False))
+
 
 # ---- the child side ------------------------------------------------------------------------
 def _on_term(signum: int, frame: Any) -> None:
@@ -482,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = EdgeStore(config["root"], int(config["dim"]),
                           reserve_bytes=config.get("reserve_bytes"),
-                          repair=bool(config.get("repair")))
+                          repair=bool(config.get("repair")),
+                          index_policy=config.get("index_policy"))
     except MemexError as exc:
         send_msg(sock, ("err", "memex", type(exc).__name__, str(exc)))
         return 1
