@@ -190,6 +190,7 @@ class Memex:
         self._vault: Any = None
         self._store: Any = None
         self._searcher: Any = None
+        self._knowledge: Any = None
 
     # -- lifecycle
     @property
@@ -367,6 +368,31 @@ class Memex:
         if stats.state == "error":
             raise MemexError(stats.last_error or "indexing failed")
         return stats
+
+    def knowledge(self) -> Any:
+        """The engine behind ``topics/``, ``backlinks/``, ``bridges/``, ``connect/`` and
+        ``summary/`` (a :class:`query.knowledge.Knowledge`: ``topics()``, ``backlinks(path)``,
+        ``bridges(path)``, ``connect(a, b)``, ``summary(path)``, ``graph()``), over this vault's
+        index; topic ids are the mount's. Unmounted only: a live mount serves the same answers
+        in its folders."""
+        if self.mountpoint is not None:
+            raise VaultLocked(f"{self.root} is mounted on {self.mountpoint}: read its topics/, "
+                              "backlinks/, bridges/, connect/ and summary/ folders")
+        if self._knowledge is None:
+            from query.knowledge import Knowledge
+
+            vault, store = self.offline()
+            self._knowledge = Knowledge(store, vault.root,
+                                        self._encoder_factory or self._load_encoder,
+                                        vault.state, background=False)
+            assert self._stack is not None
+            self._stack.callback(self._close_knowledge)
+        return self._knowledge
+
+    def _close_knowledge(self) -> None:
+        if self._knowledge is not None:
+            self._knowledge.close()
+            self._knowledge = None
 
     def repair(self) -> str | None:
         """Open the index, moving it aside (and starting an empty one) if it cannot be opened.

@@ -116,3 +116,29 @@ def test_real_encoder_index_and_search(vault: Path) -> None:
         assert st.indexed == 3
         hits = m.search("power bill", k=3)
     assert hits[0].rel_path == "bills/electricity.txt"
+
+
+def test_the_knowledge_engine_is_a_door_too(tmp_path: Path) -> None:
+    """Topics, summaries and the graph from Python: the same engine as the folders and CLI."""
+    notes = {
+        "notes/garden.md": ("Tomatoes need full sun and deep watering every few days. "
+                            "Basil grows well beside tomatoes and keeps pests away. "
+                            "Harvest the basil leaves before the plant flowers."),
+        "notes/bikes.md": ("A flat tyre is fixed by patching the inner tube. "
+                           "Check the rim tape before fitting a new tube. "
+                           "Inflate the tyre to the pressure printed on its side."),
+    }
+    root = tmp_path / "kvault"
+    for rel, text in notes.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text + "\n")
+    with memexfs.api.Memex(root, create=True, encoder_factory=Hash384) as m:
+        _, store = m.offline()
+        fill(store, [(rel, [text]) for rel, text in notes.items()], Hash384())
+        k = m.knowledge()
+        placed = {p for t in k.topics() for p in t.files} | set(k.unsorted())
+        assert placed == set(notes)
+        summary = k.summary("notes/garden.md")
+        assert "[notes/garden.md:1]" in summary
+        assert "Tomatoes need full sun" in summary
+        assert {n.path for n in k.graph().nodes} == set(notes)
