@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	@echo "setting up $(VENV) (log: $(VENV)/setup.log)"
+	@$(BIN)/pip install -q --upgrade pip > $(VENV)/setup.log 2>&1 \
+	  && $(BIN)/pip install -q torch==2.13.0 >> $(VENV)/setup.log 2>&1 \
+	  && $(BIN)/pip install -q -e '.[dev]' >> $(VENV)/setup.log 2>&1 \
+	  || { cat $(VENV)/setup.log; exit 1; }
 	@touch $(STAMP)
 
 demo: setup
