@@ -148,3 +148,12 @@ def unmount(m: Mount, timeout: float = 15.0) -> int | None:
     finally:
         if is_mounted(mnt):
             force_unmount(mnt)
+
+
+def one_line(res: subprocess.CompletedProcess[str], code: int) -> str:
+    """The CLI's single stderr line for a failure with exit code ``code``."""
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("memexfs: "), res.stderr
+    return lines[0]

@@ -6,8 +6,6 @@ thresholds); search quality is measured with the real encoder in bench/retrieval
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -22,33 +20,11 @@ from memexfs.store import ChunkPoint, EdgeStore
 from query.engine import SearchEngine, Tuning
 from query.filters import day_number
 from query.parse import parse
+from tests.hashing import DIM, HashEncoder
 
 pytestmark = pytest.mark.timeout(60)
 
-DIM = 256
 TODAY = date(2024, 1, 15)
-
-
-class HashEncoder:
-    """Bag of words hashed into DIM signed buckets, L2-normalised: same words, same vector."""
-
-    name = "hash-test-1"
-    dim = DIM
-    max_tokens = 256
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for w in re.findall(r"\w+", text.lower()):
-                h = hashlib.blake2b(w.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(h[:2], "big") % DIM] += 1.0 if h[2] & 1 else -1.0
-            norm = float(np.linalg.norm(out[row]))
-            if norm:
-                out[row] /= norm
-        return out
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split()) + 2
 
 
 DOCS: list[tuple[str, list[str], dict[str, Any]]] = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mounting import REPO, force_unmount, is_mounted, memexfs_cmd
+from tests.mounting import REPO, force_unmount, is_mounted, memexfs_cmd, one_line
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
 VENV_BIN = Path(memexfs_cmd()[0]).parent
@@ -25,14 +25,6 @@ def run(*args: str, env: dict[str, str] | None = None,
         prog: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*(prog or memexfs_cmd()), *args], capture_output=True, text=True,
                           timeout=180, cwd=REPO, env=env)
-
-
-def one_line(res: subprocess.CompletedProcess[str], code: int) -> str:
-    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("memexfs: "), res.stderr
-    return lines[0]
 
 
 def source_of(mnt: Path) -> tuple[str, str] | None:

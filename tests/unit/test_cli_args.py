@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 
 from memexfs import cli
-from tests.mounting import REPO, memexfs_cmd
+from tests.mounting import REPO, memexfs_cmd, one_line
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(memexfs_cmd(*args), capture_output=True, text=True, timeout=120,
                           cwd=cwd)
-
-
-def one_line(res: subprocess.CompletedProcess[str], code: int) -> str:
-    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("memexfs: "), res.stderr
-    return lines[0]
 
 
 def test_version() -> None:
