@@ -188,6 +188,7 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
             nursery.start_soon(fuse_main)
         unmounted = True
     finally:
+        sd_notify("STOPPING=1")
         if ctl_w >= 0:
             with contextlib.suppress(OSError):  # the watcher may be gone: the mount went first
                 os.write(ctl_w, supervisor.CLEAN)
@@ -236,6 +237,22 @@ async def _signals(scope: trio.CancelScope) -> None:
             return
 
 
+def sd_notify(message: str) -> None:
+    """Tell systemd (``Type=notify`` units) how the daemon is doing; nothing without
+    ``$NOTIFY_SOCKET``. The protocol is one datagram on a unix socket (``@`` = abstract)."""
+    import socket
+
+    where = os.environ.get("NOTIFY_SOCKET", "")
+    if not where:
+        return
+    address = "\0" + where[1:] if where.startswith("@") else where
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", where, exc)
+
+
 def run_mount(opts: MountOptions) -> int:
     """Mount and serve; returns an exit code. Raises MemexError for one-line user errors."""
     vault = Vault.open(opts.source)
@@ -275,6 +292,7 @@ def run_mount(opts: MountOptions) -> int:
             os.write(write_fd, b"ok\n")
             os.close(write_fd)
             write_fd = -1
+        sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {vault.root}")
 
     _setup_logging(vault, opts)  # in the background, fd 2 is the log too
     faulthandler.enable()
