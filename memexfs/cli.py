@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "qdrant_url=, nonempty; _netdev, noauto, rw, x-systemd.* ... ignored")
     m.add_argument("--debug", action="store_true", dest="fuse_debug",
                    help="log every FUSE request and verbose daemon logs")
+    m.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="daemon log level (default: info; debug with --debug)")
+    m.add_argument("--log-file", metavar="PATH",
+                   help="daemon log (default: VAULT/.memexfs/daemon.log, mode 0600, rotated; "
+                        "stderr with --foreground)")
 
     u = sub.add_parser("umount", help="unmount cleanly",
                        description="Unmount; a dead or hung daemon's mount is detached.")
@@ -342,7 +347,7 @@ def cmd_mount(a: argparse.Namespace) -> int:
     opts = MountOptions(a.source, a.mountpoint, foreground=a.foreground,
                         allow_other=a.allow_other, debug=a.fuse_debug or a.debug,
                         today=a.today, encoder=a.encoder, watch=not a.no_watch,
-                        qdrant_url=a.qdrant_url)
+                        qdrant_url=a.qdrant_url, log_level=a.log_level, log_file=a.log_file)
     try:
         return run_mount(opts)
     except VaultLocked as exc:

@@ -53,6 +53,8 @@ class MountOptions:
     encoder: str | None = None
     watch: bool = True
     qdrant_url: str | None = None
+    log_level: str | None = None  # debug | info | warning | error (default: info; --debug)
+    log_file: str | None = None  # default: <vault>/.memexfs/daemon.log (stderr in foreground)
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
@@ -97,11 +99,14 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
 
 
 def _log_path(vault: Vault, opts: MountOptions) -> str | None:
+    if opts.log_file:
+        return os.path.abspath(os.path.expanduser(opts.log_file))
     return None if opts.foreground else str(vault.state / "daemon.log")
 
 
 def _setup_logging(vault: Vault, opts: MountOptions) -> None:
-    level = logging.DEBUG if opts.debug else logging.INFO
+    level = (logging.getLevelName(opts.log_level.upper()) if opts.log_level
+             else logging.DEBUG if opts.debug else logging.INFO)
     handler: logging.Handler
     path = _log_path(vault, opts)
     if path is None:
