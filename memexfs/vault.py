@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from memexfs.errors import NotFound, VaultLocked
+from memexfs.ignore import IgnoreRules
 
 STATE_DIR = ".memexfs"
 HASH_BLOCK = 1 << 20
@@ -150,7 +151,9 @@ class Vault:
         return Path(path).resolve().relative_to(self.root).as_posix()
 
     def iter_files(self) -> Iterator[tuple[str, os.stat_result]]:
-        """Every regular file in the vault (not following symlinks), state folder excluded."""
+        """Every regular file to index (not following symlinks): the state folder and what
+        ``.memexignore`` (with its defaults: ``.git/``, ``node_modules/``...) names excluded."""
+        rules = IgnoreRules.for_vault(self.root)
         stack = [self.root]
         while stack:
             d = stack.pop()
@@ -163,11 +166,12 @@ class Vault:
                     if d == self.root and e.name == STATE_DIR:
                         continue
                     try:
+                        rel = Path(e.path).relative_to(self.root).as_posix()
                         if e.is_dir(follow_symlinks=False):
-                            stack.append(Path(e.path))
-                        elif e.is_file(follow_symlinks=False):
-                            yield Path(e.path).relative_to(self.root).as_posix(), e.stat(
-                                follow_symlinks=False)
+                            if not rules.ignored(rel, is_dir=True):
+                                stack.append(Path(e.path))
+                        elif e.is_file(follow_symlinks=False) and not rules.ignored(rel):
+                            yield rel, e.stat(follow_symlinks=False)
                     except OSError:
                         continue
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ import trio
 
 from memexfs import reconcile, schema
 from memexfs.echo import OwnChanges
+from memexfs.ignore import IGNORE_FILE, IgnoreRules
 from memexfs.indexer.stats import Stats, StatusMirror
 from memexfs.pipeline import Pipeline
 from memexfs.store import Store
@@ -53,6 +55,7 @@ class _IndexerCore:
         self._chunks_stale = True
         self._applying = 0  # ops taken off ``_ops`` and not yet applied
         self._status = StatusMirror()
+        self._ignore: tuple[float, IgnoreRules] | None = None  # (.memexignore mtime, rules)
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(1)  # extraction and store work
         self._encode_limiter = trio.CapacityLimiter(1)  # the encoder (uses every core itself)
@@ -63,6 +66,16 @@ class _IndexerCore:
         self._busy_texts = 0
 
     # ------------------------------------------------------------- IndexSink (trio thread)
+    def _ignore_rules(self) -> IgnoreRules:
+        """``.memexignore`` and the defaults, read again when the file changes (one stat)."""
+        try:
+            mtime = os.stat(self.vault.root / IGNORE_FILE).st_mtime
+        except OSError:
+            mtime = 0.0
+        if self._ignore is None or self._ignore[0] != mtime:
+            self._ignore = (mtime, IgnoreRules.for_vault(self.vault.root))
+        return self._ignore[1]
+
     def changed(self, path: str) -> None:
         if self._push("changed", path):
             self._announced.add(path)

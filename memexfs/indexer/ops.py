@@ -50,9 +50,11 @@ class _OpQueue(_OutsideChanges):
         Paths prefixed with NUL come from the watcher and may be echoes of our own writes: those
         whose size and mtime match an up-to-date catalog entry are dropped.
         """
+        self._announced.difference_update(run)
+        rules = self._ignore_rules()
+        run = [p for p in run if not rules.ignored(p.lstrip("\0"))]
         if not run:
             return
-        self._announced.difference_update(run)
         try:
             queued = await self._sync(self._mark_pending, run)
         except Exception as exc:
