@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = ".memexfs"
 STATUS_XATTR = b"user.memex.status"
+ERROR_XATTR = b"user.memex.error"  # why a file is failed or metadata-only (one line)
+INDEX_XATTRS = (STATUS_XATTR, ERROR_XATTR)  # served by the index, never stored on the file
 NAME_MAX = 255
 
 
@@ -57,6 +59,7 @@ class IndexSink(Protocol):
     def removed(self, path: str) -> None: ...
     def moved(self, old: str, new: str) -> None: ...
     def status_of(self, path: str) -> str | None: ...
+    def error_of(self, path: str) -> str | None: ...
 
 
 class NullSink:
@@ -73,6 +76,9 @@ class NullSink:
         pass
 
     def status_of(self, path: str) -> str | None:
+        return None
+
+    def error_of(self, path: str) -> str | None:
         return None
 
 
@@ -744,7 +750,7 @@ class MemexOperations(pyfuse3.Operations):
                 raise _fuse(errno.EROFS)
             await setter(node, os.fsdecode(name), value)
             return
-        if name == STATUS_XATTR:
+        if name in INDEX_XATTRS:
             raise _fuse(errno.EPERM)
         path, follow = self._xattr_target(node)
         os.setxattr(path, name, value, follow_symlinks=follow)
@@ -759,6 +765,11 @@ class MemexOperations(pyfuse3.Operations):
             if status is None:
                 raise _fuse(pyfuse3.ENOATTR)
             return status.encode()
+        if name == ERROR_XATTR:
+            error = self._error(node)
+            if error is None:
+                raise _fuse(pyfuse3.ENOATTR)
+            return os.fsencode(" ".join(error.split()))
         path, follow = self._xattr_target(node)
         try:
             return os.getxattr(path, name, follow_symlinks=follow)
@@ -773,6 +784,13 @@ class MemexOperations(pyfuse3.Operations):
         path = self.relpath(node)
         return self.sink.status_of(path) if path else None
 
+    def _error(self, node: Node) -> str | None:
+        """The reason a file could not be (fully) indexed, while that is its state."""
+        if self._status(node) not in ("failed", "metadata-only"):
+            return None
+        path = self.relpath(node)
+        return self.sink.error_of(path) if path else None
+
     async def listxattr(self, inode: InodeT, ctx: RequestContext) -> Sequence[XAttrNameT]:
         node = self.inodes[inode]
         if node.virtual is not None:
@@ -781,11 +799,13 @@ class MemexOperations(pyfuse3.Operations):
         names = [XAttrNameT(os.fsencode(n)) for n in os.listxattr(path, follow_symlinks=follow)]
         if self._status(node) is not None:
             names.append(XAttrNameT(STATUS_XATTR))
+        if self._error(node) is not None:
+            names.append(XAttrNameT(ERROR_XATTR))
         return names
 
     async def removexattr(self, inode: InodeT, name: XAttrNameT, ctx: RequestContext) -> None:
         node = self._real(inode)
-        if name == STATUS_XATTR:
+        if name in INDEX_XATTRS:
             raise _fuse(errno.EPERM)
         path, follow = self._xattr_target(node)
         try:

@@ -91,6 +91,10 @@ class _IndexerCore:
             return schema.PENDING
         return self._status.get(path)
 
+    def error_of(self, path: str) -> str | None:
+        """The last indexing error of ``path`` (kept in memory: the mount never asks the store)."""
+        return self.stats.errors.get(path)
+
     def _push(self, op: str, a: str, b: str = "") -> bool:
         if a.split("/", 1)[0] == STATE_DIR or (b and b.split("/", 1)[0] == STATE_DIR):
             return False
