@@ -9,6 +9,7 @@ as links, in ``.results``, in ``.topic`` and as topic folders.
 
 from __future__ import annotations
 
+import abc
 import errno
 import logging
 import os
@@ -91,10 +92,12 @@ class KnowledgeMixin(BaseTree):
         self.knowledge = knowledge
 
     def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
-        raise NotImplementedError  # listings come from _answer
+        # BaseTree.listing is overridden below: knowledge listings are built by _answer.
+        raise AssertionError(f"{type(self).__name__} lists through _answer, not _run")
 
+    @abc.abstractmethod
     def _answer(self, segments: tuple[str, ...], visible: Visible) -> Answer:
-        raise NotImplementedError
+        """The folder at ``segments`` with only what ``visible`` allows (a worker thread)."""
 
     def _deadline(self) -> float:
         return SEARCH_DEADLINE_S if self.backend.ready() else STARTUP_DEADLINE_S
