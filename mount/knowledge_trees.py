@@ -19,19 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyfuse3
-import trio
 from pyfuse3 import EntryAttributes, RequestContext
 
 from memexfs.access import can_reach, can_read
-from memexfs.errors import IndexUnavailable, NotFound
+from memexfs.errors import NotFound
 from mount.inodes import InodeTable, Node
 from mount.ops import VirtualTree
 from mount.virtual import (
     RESULTS,
-    SEARCH_DEADLINE_S,
-    STARTUP_DEADLINE_S,
     BaseTree,
-    CacheKey,
     Hit,
     Listing,
     RelatedTree,
@@ -92,37 +88,12 @@ class KnowledgeMixin(BaseTree):
         self.knowledge = knowledge
 
     def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
-        # BaseTree.listing is overridden below: knowledge listings are built by _answer.
+        # Knowledge listings are built by _build (below) from _answer, not from a search.
         raise AssertionError(f"{type(self).__name__} lists through _answer, not _run")
 
     @abc.abstractmethod
     def _answer(self, segments: tuple[str, ...], visible: Visible) -> Answer:
         """The folder at ``segments`` with only what ``visible`` allows (a worker thread)."""
-
-    def _deadline(self) -> float:
-        return SEARCH_DEADLINE_S if self.backend.ready() else STARTUP_DEADLINE_S
-
-    async def listing(self, segments: tuple[str, ...], ctx_uid: int,
-                      gids: frozenset[int]) -> Listing:
-        gen = self.backend.generation()
-        key = CacheKey(segments, ctx_uid, gids)
-        cached = self._cache.get(key)
-        if cached is not None and cached.generation == gen:
-            return cached
-        deadline = self._deadline()
-        try:
-            with trio.fail_after(deadline):
-                listing = await trio.to_thread.run_sync(
-                    self._build, segments, ctx_uid, gids, gen, limiter=self.limiter,
-                    abandon_on_cancel=True)
-        except trio.TooSlowError:
-            log.warning("%s/%s: no answer within %.0f s", self.name, "/".join(segments),
-                        deadline)
-            raise IndexUnavailable(f"{self.name} took too long") from None
-        if len(self._cache) > 512:
-            self._cache.clear()
-        self._cache[key] = listing
-        return listing
 
     def _build(self, segments: tuple[str, ...], uid: int, gids: frozenset[int],
                gen: int) -> KListing:

@@ -216,27 +216,32 @@ class BaseTree(abc.ABC):
                 # abandon_on_cancel: a store or encoder call that hangs in native code cannot be
                 # interrupted, so the deadline leaves the thread behind (it still holds its
                 # limiter token until it returns) and the caller gets EIO on time.
-                hits, reason, about = await trio.to_thread.run_sync(
-                    self._run_and_explain, segments, limiter=self.limiter,
+                listing = await trio.to_thread.run_sync(
+                    self._build, segments, ctx_uid, gids, gen, limiter=self.limiter,
                     abandon_on_cancel=True)
         except trio.TooSlowError:
             log.warning("%s/%s: no answer within %.0f s", self.name, "/".join(segments),
                         deadline)
-            raise IndexUnavailable("search took too long") from None
+            raise IndexUnavailable(f"{self.name} took too long") from None
         except BadQuery as exc:
             log.info("%s/%s: %s", self.name, "/".join(segments), exc)
             raise
-        visible = [h for h in hits if ctx_uid == 0
-                   or can_read(self.vault_root, h.path, ctx_uid, gids)]
-        names = dedup_names([h.path for h in visible])
-        listing = Listing(
-            [Hit(n, h.path, float(h.score), i + 1, h.snippet)
-             for i, (n, h) in enumerate(zip(names, visible, strict=True))],
-            reason, gen, about)
         if len(self._cache) > 512:
             self._cache.clear()
         self._cache[key] = listing
         return listing
+
+    def _build(self, segments: tuple[str, ...], uid: int, gids: frozenset[int],
+               gen: int) -> Listing:
+        """Worker thread: search, explain, and keep what the caller may read (the permission
+        checks stat the vault: not on the trio thread)."""
+        hits, reason, about = self._run_and_explain(segments)
+        visible = [h for h in hits if uid == 0 or can_read(self.vault_root, h.path, uid, gids)]
+        names = dedup_names([h.path for h in visible])
+        return Listing(
+            [Hit(n, h.path, float(h.score), i + 1, h.snippet)
+             for i, (n, h) in enumerate(zip(names, visible, strict=True))],
+            reason, gen, about)
 
     @abc.abstractmethod
     def _run(self, segments: tuple[str, ...]) -> tuple[list[Any], str | None]:
