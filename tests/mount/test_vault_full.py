@@ -49,6 +49,11 @@ def _wait_for(cond: object, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _free_bytes(path: Path) -> int:
+    sv = os.statvfs(path)
+    return sv.f_bavail * sv.f_frsize
+
+
 def _status(path: Path) -> bytes | None:
     try:
         return os.getxattr(path, "user.memex.status")
@@ -81,6 +86,12 @@ def test_a_full_vault_is_enospc_to_the_writer_and_the_daemon_lives(tmp_path: Pat
             assert (m.mnt / "before.txt").read_text().startswith("zebra crossing")
             assert "Bus error" not in m.log_text()
             os.unlink(m.mnt / "fill.bin")
+            # The space comes back when the daemon closes its O_PATH descriptor, on the kernel's
+            # FORGET that follows the unlink asynchronously (a few ms; passthrough_hp behaves the
+            # same): keeping the descriptor until then is what stops the file system from reusing
+            # the inode number while the kernel still knows it. CI once wrote in that window.
+            _wait_for(lambda: _free_bytes(disk) >= 64 << 20, 60,
+                      "the removed file's space to come back")
             (m.mnt / "after.txt").write_text("zebra crossing again, once there is room\n")
             _wait_for(lambda: _status(m.mnt / "after.txt") == b"indexed", 240,
                       "indexing to resume")
