@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from embed._paths import eval_dir  # noqa: E402
-from embed.eval_cisi import cisi_ndcg, load_cisi  # noqa: E402
+from embed.train.eval_cisi import cisi_ndcg, load_cisi  # noqa: E402
 
 FLAGS = (
     "avx2",

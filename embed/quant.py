@@ -1,4 +1,4 @@
-"""Quantization constants shared by training (embed.qat) and inference (embed.kernels)."""
+"""Quantization constants shared by training (embed.train.qat) and inference (embed.kernels)."""
 
 from __future__ import annotations
 

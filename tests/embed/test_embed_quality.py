@@ -11,10 +11,10 @@ import pytest
 
 import embed
 from embed._paths import eval_dir
-from embed.distill_data import read_stsb
-from embed.eval_cisi import load_cisi, top_k
 from embed.kernels import REFERENCE, available_paths
 from embed.ternary import TernaryEncoder
+from embed.train.distill_data import read_stsb
+from embed.train.eval_cisi import load_cisi, top_k
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -4,9 +4,9 @@ Reproducible, CPU-only, resumable; not run in CI. Student starts from the teache
 trains with straight-through estimators against four losses (TinyBERT / MiniLMv2 / BitDistill):
 final-embedding cosine, in-batch similarity structure, per-layer hidden states, and per-layer
 Q-Q / K-K / V-V attention relations. Checkpoints are chosen on STS-B *dev*; STS-B test is only
-read by `embed.export --report-test`, once, for the chosen checkpoint.
+read by `embed.train.export --report-test`, once, for the chosen checkpoint.
 
-    nice -n 10 python -m embed.distill --run embed/distill_runs/r1 --steps 3000
+    nice -n 10 python -m embed.train.distill --run embed/distill_runs/r1 --steps 3000
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from embed._paths import eval_dir, teacher_dir
-from embed.distill_data import build_corpus, read_stsb
-from embed.qat import HEADS, HIDDEN, MiniBert
 from embed.tokenizer import WordPiece
+from embed.train.distill_data import build_corpus, read_stsb
+from embed.train.qat import HEADS, HIDDEN, MiniBert
 
-log = logging.getLogger("embed.distill")
+log = logging.getLogger("embed.train.distill")
 
 SOURCE_WEIGHTS = {"stsb_train": 0.45, "man": 0.25, "stdlib": 0.15, "debian": 0.15}
 LOSS_WEIGHTS = {"cos": 5.0, "sim": 50.0, "hidden": 1.0, "rel": 1.0}

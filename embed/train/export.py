@@ -1,7 +1,7 @@
 """Export a distillation checkpoint to the shipped weights file, and report its STS-B scores.
 
-    python -m embed.export --ckpt embed/distill_runs/r1/best.pt            # writes the .npz
-    python -m embed.export --report-test                                   # dev + test, once
+    python -m embed.train.export --ckpt embed/distill_runs/r1/best.pt            # writes the .npz
+    python -m embed.train.export --report-test                                   # dev + test, once
 
 The test split is read only here, for the exported (dev-selected) checkpoint.
 """
@@ -20,13 +20,13 @@ from embed._paths import PACKAGE_DIR, eval_dir
 from embed.packing import save_weights
 
 REPORT_FILE = PACKAGE_DIR / "cortex-b158-v1.json"
-log = logging.getLogger("embed.export")
+log = logging.getLogger("embed.train.export")
 
 
 def export(ckpt: Path, out: Path, extra_meta: dict[str, Any] | None = None) -> str:
     import torch
 
-    from embed.qat import LAYERS, LINEARS, MiniBert, ternarize
+    from embed.train.qat import LAYERS, LINEARS, MiniBert, ternarize
 
     ck = torch.load(ckpt, weights_only=False)
     model = MiniBert()
@@ -63,7 +63,7 @@ def export(ckpt: Path, out: Path, extra_meta: dict[str, Any] | None = None) -> s
 def stsb_spearman(encoder: Any, split: str) -> float:
     from scipy.stats import spearmanr
 
-    from embed.distill_data import read_stsb
+    from embed.train.distill_data import read_stsb
 
     rows = read_stsb(eval_dir() / "stsb" / f"sts-{split}.csv")
     a = encoder.encode([r[0] for r in rows])
