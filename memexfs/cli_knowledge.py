@@ -15,14 +15,16 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from query.knowledge import Knowledge
+if TYPE_CHECKING:  # imported when a command runs: numpy and the engine cost every CLI call 0.3 s
+    from query.knowledge import Knowledge
 
 
 @contextlib.contextmanager
 def _knowledge(source: str, encoder: str | None) -> Iterator[Knowledge]:
     from memexfs.cli import offline  # late: memexfs.cli imports this module
+    from query.knowledge import Knowledge
 
     def load() -> Any:
         from embed import load_encoder
