@@ -42,19 +42,41 @@ bench: setup
 	$(BIN)/python bench/retrieval_eval.py
 	$(BIN)/python bench/query_bench.py
 
-# memexfs on PATH, mount(8)/fstab helpers, man page and bash completion. mount(8) runs helpers
-# with a fixed PATH, so fstab lines need memexfs in /usr/local/bin (PREFIX), not ~/.local/bin.
+# bench/fs_bench.py's baseline: pyfuse3's own examples/passthroughfs.py, unmodified, from the
+# 3.5.0 sdist (checksum pinned). Only pyfuse3 comes as source: `--no-binary :all:` would also
+# build its build backend from source, which is slow and yields the same archive.
+ANCHORS := $(VENV)/anchors
+PYFUSE3_SDIST := pyfuse3-3.5.0
+PYFUSE3_SHA256 := 88399a9494b88603230bba300f4ba9ad63fece5ed514ca3633d555a0c6a42b24
+.PHONY: bench-anchor
+bench-anchor: $(ANCHORS)/$(PYFUSE3_SDIST)/examples/passthroughfs.py
+
+$(ANCHORS)/$(PYFUSE3_SDIST)/examples/passthroughfs.py: | $(STAMP)
+	@mkdir -p $(ANCHORS)
+	$(BIN)/pip download -q --no-deps --no-binary pyfuse3 --dest $(ANCHORS) pyfuse3==3.5.0
+	echo "$(PYFUSE3_SHA256)  $(ANCHORS)/$(PYFUSE3_SDIST).tar.gz" | sha256sum -c --quiet
+	tar -xzf $(ANCHORS)/$(PYFUSE3_SDIST).tar.gz --no-same-owner -C $(ANCHORS) \
+	  $(PYFUSE3_SDIST)/examples/passthroughfs.py
+	@touch $@
+
+# memexfs on PATH, mount(8)/fstab helpers, man page and bash/zsh/fish completion. mount(8) runs
+# helpers with a fixed PATH, so fstab lines need memexfs in /usr/local/bin (PREFIX), not
+# ~/.local/bin. fish reads PREFIX/share/fish/vendor_completions.d only when $XDG_DATA_DIRS
+# names PREFIX/share (desktop sessions do); every fish reads FISHDIR=/etc/fish/completions.
 PREFIX ?= /usr/local
+SHARE := $(DESTDIR)$(PREFIX)/share
+FISHDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 install: setup
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
-	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/man/man1 $(SHARE)/bash-completion/completions \
+	  $(SHARE)/zsh/site-functions $(DESTDIR)$(FISHDIR)
 	ln -sf $(CURDIR)/$(BIN)/memexfs $(DESTDIR)$(PREFIX)/bin/memexfs
 	ln -sf $(CURDIR)/$(BIN)/memexfs $(DESTDIR)$(PREFIX)/bin/mount.memexfs
 	ln -sf $(CURDIR)/$(BIN)/memexfs $(DESTDIR)$(PREFIX)/bin/mount.fuse.memexfs
 	$(BIN)/python scripts/gen_cli_docs.py
-	install -m644 docs/memexfs.1 $(DESTDIR)$(PREFIX)/share/man/man1/memexfs.1
-	install -m644 docs/memexfs.bash-completion \
-	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/memexfs
+	install -m644 docs/memexfs.1 $(SHARE)/man/man1/memexfs.1
+	install -m644 docs/memexfs.bash-completion $(SHARE)/bash-completion/completions/memexfs
+	install -m644 docs/_memexfs $(SHARE)/zsh/site-functions/_memexfs
+	install -m644 docs/memexfs.fish $(DESTDIR)$(FISHDIR)/memexfs.fish
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -21,11 +22,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from memexfs import config
 from memexfs.errors import BadQuery, MemexError, NotFound, VaultLocked
+from memexfs.fields_memory import DocFields
+from memexfs.vault import state_owner, state_path
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = ".memexfs"
+StateDir = str | os.PathLike[str] | None  # --state-dir: None for the config's, or the default
 CTL = ".memexfs"  # the control file at a mount's root
 OFFLINE_UMASK = 0o077  # the index, catalog and logs are the owner's alone
 
@@ -36,7 +40,9 @@ class NotIndexed(MemexError):
 
 @dataclass(frozen=True)
 class Result:
-    """One ranked file; ``path`` is absolute (in the vault), ``rel_path`` vault-relative."""
+    """One ranked file; ``path`` is absolute (in the vault), ``rel_path`` vault-relative;
+    ``fields``: what was extracted from it (``fields.vendor``, ``.amount``, ``.due``...), the
+    values the query's filters matched."""
 
     path: str
     rel_path: str
@@ -44,6 +50,7 @@ class Result:
     rank: int
     snippet: str
     title: str
+    fields: DocFields | None = None
 
 
 @dataclass(frozen=True)
@@ -98,14 +105,14 @@ def mount_of(path: str) -> str | None:
     return None
 
 
-def mount_of_vault(root: str) -> str | None:
+def mount_of_vault(root: str, state_dir: StateDir = None) -> str | None:
     """The live mount serving the vault at ``root`` (its real path), if any."""
     for mnt, source in memex_mounts().items():
         if source == root:
             return mnt
     # A daemon older than fsname=<vault>: its mount.json names the mountpoint.
     try:
-        info = json.loads(Path(root, STATE_DIR, "mount.json").read_text())
+        info = json.loads((state_path(Path(root), state_dir) / "mount.json").read_text())
     except (OSError, ValueError):
         return None
     named = info.get("mountpoint") if isinstance(info, dict) else None
@@ -120,12 +127,13 @@ class Location:
     mount: str | None
 
 
-def locate(path: str, exact: bool = False) -> Location:
+def locate(path: str, exact: bool = False, state_dir: StateDir = None) -> Location:
     """A vault, a mountpoint, or a path inside either -> the vault (and its mount).
 
-    Raises ``NotFound`` for a missing path and ``NotIndexed`` for a folder that holds no
-    ``.memexfs`` state here or above; nothing is created either way. ``exact``: ``path`` is
-    the vault (or its mountpoint), indexed or not (``memexfs index`` starts one)."""
+    Raises ``NotFound`` for a missing path and ``NotIndexed`` for a folder with no state
+    (``vault.state_path``) here or above; nothing is created either way. ``exact``: ``path``
+    is the vault (or its mountpoint), indexed or not (``memexfs index`` starts one). With a
+    state folder given (``state_dir`` or ``--state-dir``), the vault is the one it records."""
     mnt = mount_of(path)
     if mnt is not None:
         source = memex_mounts().get(mnt, "")
@@ -139,10 +147,21 @@ def locate(path: str, exact: bool = False) -> Location:
     if exact:
         if not os.path.isdir(real):
             raise NotFound(f"{path}: not a directory")
-        return Location(real, mount_of_vault(real))
+        return Location(real, mount_of_vault(real, state_dir))
+    if state_dir is None:
+        state_dir = config.current().state_dir
+    if state_dir is not None:
+        state = state_path(Path(real), state_dir)
+        owner = state_owner(state)
+        if owner is None:
+            raise NotIndexed(f"{path}: not indexed (no index in {state}): run memexfs index "
+                             f"--state-dir {state} VAULT")
+        if not _inside(real, owner):
+            raise NotFound(f"{path}: not inside {owner}, the vault whose state is in {state}")
+        return Location(owner, mount_of_vault(owner, state))
     here = real if os.path.isdir(real) else os.path.dirname(real)
     while True:
-        if os.path.isdir(os.path.join(here, STATE_DIR)):
+        if state_path(Path(here)).is_dir():
             return Location(here, mount_of_vault(here))
         up = os.path.dirname(here)
         if up == here:
@@ -153,11 +172,17 @@ def locate(path: str, exact: bool = False) -> Location:
 
 # ------------------------------------------------------------------------------ the vault
 def _parse_results(text: str, root: str) -> Results:
-    from mount.virtual import unescape_field
+    from mount.virtual import read_fields_line, unescape_field
 
-    hits, reason = [], None
+    hits: list[Result] = []
+    reason = None
     for line in text.splitlines():
         if line.startswith("# rank"):
+            continue
+        fields = read_fields_line(line)
+        if fields is not None:  # the comment line after a row: that row's fields
+            if hits and hits[-1].rank == fields[0]:
+                hits[-1] = dataclasses.replace(hits[-1], fields=fields[1])
             continue
         if line.startswith("# "):
             reason = line[2:]
@@ -171,7 +196,7 @@ def _parse_results(text: str, root: str) -> Results:
 
 def _results(result: Any, root: str) -> Results:
     return Results([Result(os.path.join(root, h.path), h.path, float(h.score), h.rank,
-                           h.snippet, h.title) for h in result.hits], result.reason)
+                           h.snippet, h.title, h.fields) for h in result.hits], result.reason)
 
 
 class Memex:
@@ -181,9 +206,9 @@ class Memex:
     def __init__(self, vault: str | os.PathLike[str], *, encoder: str | None = None,
                  qdrant_url: str | None = None,
                  encoder_factory: Callable[[], Any] | None = None,
-                 create: bool = False) -> None:
-        where = locate(os.fspath(vault), exact=create)
-        self.root, self.mountpoint = where.root, where.mount
+                 create: bool = False, state_dir: StateDir = None) -> None:
+        where = locate(os.fspath(vault), exact=create, state_dir=state_dir)
+        self.root, self.mountpoint, self.state_dir = where.root, where.mount, state_dir
         self.encoder, self.qdrant_url = encoder, qdrant_url
         self._encoder_factory = encoder_factory
         self._stack: contextlib.ExitStack | None = None
@@ -218,7 +243,7 @@ class Memex:
             stack = contextlib.ExitStack()
             old = os.umask(OFFLINE_UMASK)
             try:
-                vault = Vault.open(self.root)
+                vault = Vault.open(self.root, self.state_dir)
                 lock = VaultLock(vault)
                 lock.acquire()  # VaultLocked: a daemon (or another indexer) holds it
                 stack.callback(lock.release)
@@ -314,15 +339,19 @@ class Memex:
 
         _, store = self.offline()
         counts = dict.fromkeys(schema.STATES, 0)
-        errors = {}
+        errors, warnings = {}, {}
         for rec in store.iter_files():
             counts[rec.status] = counts.get(rec.status, 0) + 1
             if rec.error:
                 errors[rec.path] = rec.error
+            if rec.fields.get("warnings"):  # what extraction noted (memexfs.pipeline)
+                warnings[rec.path] = list(rec.fields["warnings"])[:3]
         return {"state": "offline", "files": sum(counts.values()),
                 "indexed": counts[schema.INDEXED], "failed": counts[schema.FAILED],
                 "metadata_only": counts[schema.METADATA_ONLY], "queued": counts[schema.PENDING],
-                "chunks": store.count_chunks(), "errors": errors}
+                "chunks": store.count_chunks(), "errors": errors,
+                "warnings": dict(sorted(warnings.items())[:50]),
+                "warnings_total": len(warnings)}
 
     def index(self, progress: Callable[[Any], None] | None = None,
               timeout: float = 86400.0) -> Any:
@@ -409,10 +438,13 @@ class Memex:
 
 
 def open(vault: str | os.PathLike[str], *, encoder: str | None = None,  # noqa: A001
-         qdrant_url: str | None = None, create: bool = False) -> Memex:
+         qdrant_url: str | None = None, create: bool = False,
+         state_dir: StateDir = None) -> Memex:
     """Open a vault (a vault folder, its mountpoint, or a path inside either); ``create``
-    makes ``vault`` itself one if it is not yet (for ``index()``)."""
-    return Memex(vault, encoder=encoder, qdrant_url=qdrant_url, create=create)
+    makes ``vault`` itself one if it is not yet (for ``index()``); ``state_dir`` is where its
+    state lives if not where the config (``state_root``) or the default puts it."""
+    return Memex(vault, encoder=encoder, qdrant_url=qdrant_url, create=create,
+                 state_dir=state_dir)
 
 
 __all__ = ["BadQuery", "Location", "Memex", "NotIndexed", "Result", "Results", "VaultLocked",

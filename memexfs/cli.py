@@ -21,12 +21,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
-from memexfs import api, cli_knowledge
+from memexfs import api, cli_knowledge, config
 from memexfs.errors import BadQuery, IndexUnavailable, MemexError, VaultLocked
+from memexfs.fields_memory import DocFields
+from memexfs.vault import state_path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_MOUNTED, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 CTL = ".memexfs"
@@ -96,6 +99,18 @@ def version() -> str:
 
 EXIT_CODES = ("exit codes: 0 ok; 1 error (search -q: nothing matched); 2 bad usage or query; "
               "3 vault busy; 4 not a MemexFS mount; 5 timed out; 130 interrupted")
+CONFIG_HELP = ("config: $XDG_CONFIG_HOME/memexfs/config.toml (~/.config/...; MEMEXFS_CONFIG or "
+               "--config FILE\n"
+               "  name another) sets defaults; the command line wins. Keys: encoder, excludes "
+               "(gitignore\n"
+               "  patterns), state_root (each vault's state in state_root/<escaped path>); "
+               "[mount]\n"
+               "  allow_other, ro, no_watch, today, encoder, qdrant_url, log_level; [search] k. "
+               "Example:\n"
+               '    encoder = "ternary"\n'
+               '    excludes = ["*.iso", "Archive/"]\n'
+               '    state_root = "~/.local/state/memexfs"\n'
+               "    [mount]\n    allow_other = true\n    [search]\n    k = 10")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,10 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
                "  memexfs mount ~/Documents ~/memex\n"
                "  ls ~/memex/q/'electricity bills last quarter'/\n"
                "  memexfs search ~/memex 'invoices from acme unpaid' --paths | xargs grep -l IBAN\n"
-               "  mount -t fuse.memexfs ~/Documents ~/memex -o allow_other\n\n" + EXIT_CODES)
+               "  mount -t fuse.memexfs ~/Documents ~/memex -o allow_other\n\n"
+               + CONFIG_HELP + "\n\n" + EXIT_CODES)
     p.add_argument("--version", action="version", version=f"memexfs {version()}")
     p.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    p.add_argument("--config", metavar="FILE",
+                   help="defaults from FILE (default: $MEMEXFS_CONFIG, else "
+                        "$XDG_CONFIG_HOME/memexfs/config.toml)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def state(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--state-dir", metavar="DIR",
+                       help="the vault's index, catalog, lock and logs in DIR instead of "
+                            "VAULT/.memexfs (or the config's state_root); give it to every "
+                            "command on that vault")
 
     m = sub.add_parser("mount", help="mount a vault", formatter_class=fmt,
                        description="Mount VAULT on MOUNTPOINT; returns once the mount is live.",
@@ -122,18 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty folder to mount on")
     m.add_argument("--foreground", "-f", action="store_true",
                    help="stay in the foreground (logs on stderr)")
-    m.add_argument("--allow-other", action="store_true",
+    m.add_argument("--allow-other", action=argparse.BooleanOptionalAction,
                    help="let other users in (adds default_permissions)")
     m.add_argument("--today", type=_date, help="reference date for 'last quarter' etc.")
     m.add_argument("--encoder", help="encoder name (default: the package default)")
     m.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
-    m.add_argument("--no-watch", action="store_true",
+    m.add_argument("--no-watch", action="store_true", default=None,
                    help="don't watch the vault for changes made around the mount")
+    m.add_argument("--watch", action="store_false", dest="no_watch", default=None,
+                   help="watch it (the default; overrides the config's no_watch)")
     m.add_argument("--nonempty", action="store_true",
                    help="mount even over a folder that has files (they are hidden meanwhile)")
     m.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
                    help="mount(8)-style options: allow_other, today=, encoder=, no_watch, "
-                        "qdrant_url=, nonempty; _netdev, noauto, rw, x-systemd.* ... ignored")
+                        "qdrant_url=, state_dir=, nonempty, rw; _netdev, noauto, "
+                        "x-systemd.* ... ignored")
     m.add_argument("--debug", action="store_true", dest="fuse_debug",
                    help="log every FUSE request and verbose daemon logs")
     m.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
@@ -141,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--log-file", metavar="PATH",
                    help="daemon log (default: VAULT/.memexfs/daemon.log, mode 0600, rotated; "
                         "stderr with --foreground)")
+    m.set_defaults(ro=None)  # -o ro / -o rw
+    state(m)
 
     u = sub.add_parser("umount", help="unmount cleanly",
                        description="Unmount; a dead or hung daemon's mount is detached.")
@@ -154,11 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=600.0,
                    help="seconds --wait waits (default 600; then exit 5)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    state(s)
 
     i = sub.add_parser("index", help="index a vault that is not mounted (bulk)")
     i.add_argument("source", metavar="VAULT", help="the folder to index")
     i.add_argument("--encoder", help="encoder name (default: the package default)")
     i.add_argument("--qdrant-url", help="keep the index on a Qdrant server (remembered)")
+    state(i)
 
     def output(c: argparse.ArgumentParser) -> None:
         c.add_argument("--json", action="store_true",
@@ -171,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("-q", "--quiet", action="store_true",
                        help="print nothing; exit 1 when nothing matches (like grep -q)")
         c.add_argument("--encoder", help="encoder name, when the vault is not mounted")
+        state(c)
 
     q = sub.add_parser("search", help="search a vault (the same engine as /q folders)",
                        formatter_class=fmt,
@@ -178,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "  memexfs search ~/Documents 'unpaid invoices' -0 | xargs -0 ls -l")
     q.add_argument("source", metavar="WHERE", help="a vault, its mountpoint, or a path in either")
     q.add_argument("query", nargs="+", help="the query, as a /q folder name")
-    q.add_argument("-k", type=_positive, default=None, help="number of results")
+    q.add_argument("-k", type=_positive, default=None,
+                   help="number of results (default: the config's [search] k, else the query's)")
     q.add_argument("--today", type=_date, help="reference date (unmounted only)")
     output(q)
 
@@ -194,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--repair", action="store_true",
                    help="move an index that cannot be opened aside (re-indexed next time)")
+    state(c)
     cli_knowledge.add_parsers(sub)
     return p
 
@@ -295,25 +330,51 @@ IGNORED_OPTIONS = frozenset({"_netdev", "noauto", "auto", "user", "nouser", "use
                              "silent"})
 
 
+READ_ONLY = "read-only mounts (-o ro) are not supported: the mount writes through to the vault"
+
+
 def apply_mount_options(a: argparse.Namespace) -> None:
     """Fold ``-o opt,opt`` into the parsed flags; unknown options are usage errors."""
     for group in a.options:
         for opt in filter(None, group.split(",")):
             key, eq, value = opt.partition("=")
-            if opt in IGNORED_OPTIONS or key.startswith(("x-", "comment")):
+            if opt in ("ro", "rw"):  # rw is mount(8)'s default; it overrides the config's ro
+                a.ro = opt == "ro"
+            elif opt in IGNORED_OPTIONS or key.startswith(("x-", "comment")):
                 continue
-            if opt == "ro":
-                raise CliError("read-only mounts (-o ro) are not supported: the mount writes "
-                               "through to the vault", EXIT_USAGE)
-            if opt in ("allow_other", "no_watch", "nonempty", "debug"):
+            elif opt in ("allow_other", "no_watch", "nonempty", "debug"):
                 setattr(a, {"debug": "fuse_debug"}.get(opt, opt), True)
-            elif eq and key in ("today", "encoder", "qdrant_url") and value:
+            elif eq and key in ("today", "encoder", "qdrant_url", "state_dir") and value:
                 try:
                     setattr(a, key, _date(value) if key == "today" else value)
                 except argparse.ArgumentTypeError as exc:
                     raise CliError(f"-o {opt}: {exc}", EXIT_USAGE) from None
             else:
                 raise CliError(f"unknown mount option: {opt}", EXIT_USAGE)
+    if a.ro:
+        raise CliError(READ_ONLY, EXIT_USAGE)
+
+
+def apply_config(a: argparse.Namespace, cfg: config.Config) -> config.Config:
+    """Fill in what the command line left unsaid from the config file (command line > file >
+    built-in defaults); returns the config to activate, with ``--state-dir`` in it."""
+    if a.cmd == "mount":
+        m = cfg.mount
+        if a.ro is None and m.ro:
+            raise CliError(f"{READ_ONLY} (ro = true in {cfg.source}; -o rw overrides it)",
+                           EXIT_USAGE)
+        a.allow_other = m.allow_other if a.allow_other is None else a.allow_other
+        a.no_watch = m.no_watch if a.no_watch is None else a.no_watch
+        a.today = a.today or m.today
+        a.encoder = a.encoder or m.encoder
+        a.qdrant_url = a.qdrant_url or m.qdrant_url
+        a.log_level = a.log_level or m.log_level
+    if getattr(a, "encoder", ...) is None:
+        a.encoder = cfg.encoder
+    if a.cmd == "search" and a.k is None:
+        a.k = cfg.search.k
+    state_dir = getattr(a, "state_dir", None)
+    return replace(cfg, state_dir=Path(state_dir).expanduser().absolute()) if state_dir else cfg
 
 
 def _check_mountable(a: argparse.Namespace) -> None:
@@ -338,7 +399,6 @@ def _check_mountable(a: argparse.Namespace) -> None:
 def cmd_mount(a: argparse.Namespace) -> int:
     from mount.daemon import MountOptions, run_mount
 
-    apply_mount_options(a)
     if _mount_of(a.mountpoint) == os.path.realpath(a.mountpoint):
         raise CliError(f"{a.mountpoint} is already a MemexFS mount", EXIT_BUSY)
     _check_mountable(a)
@@ -409,7 +469,7 @@ def _status(a: argparse.Namespace) -> int:
         if mnt and not _daemon_alive(pid):
             raise Unresponsive(mnt, f"(pid {pid}) is dead")
     if mnt is None:
-        if not os.path.isdir(os.path.join(a.path, CTL)):
+        if not state_path(Path(os.path.realpath(a.path))).is_dir():
             raise CliError(f"{a.path}: not a MemexFS mount or vault", EXIT_NOT_MOUNTED)
         st = _offline_status(a.path)
     else:
@@ -443,28 +503,63 @@ def cmd_index(a: argparse.Namespace) -> int:
         print(f"{a.source} is mounted on {mnt}; its daemon indexes it. Waiting for idle.",
               file=sys.stderr)
         return cmd_status(argparse.Namespace(path=mnt, wait=True, timeout=86400, json=False))
-    with _memex(a.source, a.qdrant_url, a.encoder) as memex:
+    with _memex(a.source, a.qdrant_url, a.encoder) as memex, Progress() as progress:
         memex.offline()
         try:
-            st = memex.index(progress=_progress)
+            st = memex.index(progress=progress)
         except MemexError as exc:
-            print(file=sys.stderr)
             raise CliError(str(exc)) from None
-        _progress(st, final=True)
-        print(file=sys.stderr)
+        progress.finish(st)
         print(f"{st.done_since_start} files processed: {st.indexed} indexed, "
               f"{st.metadata_only} metadata-only, {st.failed} failed ({st.chunks} chunks)")
         return EXIT_OK
 
 
-def _progress(st: Any, final: bool = False) -> None:
-    if not (final or sys.stderr.isatty()):
-        return
-    done, total = st.done_since_start, st.done_since_start + st.queued
-    width = 30
-    filled = int(width * done / total) if total else width
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files, "
-          f"{st.files_per_s:.1f}/s, {st.failed} failed ", end="", file=sys.stderr)
+class Progress:
+    """``memexfs index``'s bar (tqdm, with an ETA) on a terminal's stderr; elsewhere (a log, a
+    pipe) only its last state, once, as one plain line.
+
+    Its total is the work the scan queued, taken once the indexer starts indexing (while it
+    reconciles the count is still growing; later ``queued`` lags behind the files done), and
+    only ever raised if more files are done than that (files added meanwhile).
+    """
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, st: Any) -> None:
+        done = st.done_since_start
+        if self.bar is None:
+            if st.state not in ("indexing", "idle") or not sys.stderr.isatty():
+                return
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=done + st.queued, unit="file", file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+        if done > self.bar.total:
+            self.bar.total = done + st.queued
+        self.bar.set_postfix(failed=st.failed, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def finish(self, st: Any) -> None:
+        """The final state: the bar's last update, or the one line a non-terminal gets."""
+        if self.bar is None and not sys.stderr.isatty():
+            print(f"{st.done_since_start}/{st.done_since_start + st.queued} files, "
+                  f"{st.failed} failed", file=sys.stderr)
+        else:
+            self(st)
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ------------------------------------------------------------------------------ search, related
@@ -487,7 +582,8 @@ def _open_for_query(a: argparse.Namespace) -> api.Memex:
 
 def _row(h: api.Result) -> dict[str, Any]:
     return {"rank": h.rank, "score": h.score, "path": h.rel_path, "abs_path": h.path,
-            "snippet": h.snippet, "title": h.title}
+            "snippet": h.snippet, "title": h.title,
+            "fields": (h.fields or DocFields()).to_json()}
 
 
 def _print_results(a: argparse.Namespace, got: api.Results) -> int:
@@ -623,8 +719,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="memexfs: %(message)s")
     try:
         try:
-            code = COMMANDS[a.cmd](a)
-            sys.stdout.flush()
+            if a.cmd == "mount":
+                apply_mount_options(a)
+            with config.activate(apply_config(a, config.load(a.config))):
+                code = COMMANDS[a.cmd](a)
+                sys.stdout.flush()
             return code
         except BaseExceptionGroup as group:
             leaf = _leaf(group)
@@ -641,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"memexfs: {exc}", file=sys.stderr)
         return exc.code
-    except BadQuery as exc:
+    except (BadQuery, config.ConfigError) as exc:
         print(f"memexfs: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (MemexError, OSError) as exc:

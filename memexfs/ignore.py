@@ -11,6 +11,7 @@ matches a name at any depth; ``*``, ``?``, ``[...]`` within a name and ``**`` ac
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +83,14 @@ class IgnoreRules:
         self._rules = [r for r in map(_rule, lines) if r is not None]
 
     @classmethod
-    def for_vault(cls, root: str | Path) -> IgnoreRules:
+    def for_vault(cls, root: str | Path, extra: Sequence[str] = ()) -> IgnoreRules:
+        """The defaults, ``extra`` (the config's excludes), then ``<root>/.memexignore`` (later
+        rules win, so ``!name`` in the vault's own file takes back an exclude)."""
         try:
             own = (Path(root) / IGNORE_FILE).read_text(encoding="utf-8", errors="replace")
         except OSError:
             own = ""
-        return cls([*DEFAULTS, *own.splitlines()])
+        return cls([*DEFAULTS, *extra, *own.splitlines()])
 
     def _match(self, rel: str, is_dir: bool) -> bool | None:
         verdict: bool | None = None

@@ -12,7 +12,6 @@ Split in three steps so the indexer can embed the chunks of many files in one en
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import os
@@ -28,32 +27,27 @@ from memexfs import schema
 from memexfs.chunking import chunk_document
 from memexfs.extract import SNIFF_BYTES, Extracted, Extractor, known_binary
 from memexfs.fields import extract_fields
+from memexfs.fields_memory import day_number
 from memexfs.schema import FileRecord, display, location_payload
 from memexfs.store import ChunkPoint, Store
 from memexfs.vault import Vault, fd_hash, open_regular, sampled_hash
 
 log = logging.getLogger(__name__)
 
-EPOCH = dt.date(1970, 1, 1)
 MAX_CHUNKS = 128  # ~25k tokens of a file are embedded; the rest is still found by name/title
 DAY_KEYS = {"doc_date": "doc_day", "issue_date": "issue_day", "due_date": "due_day",
             "sent_date": "sent_day", "period_start": "period_start_day",
             "period_end": "period_end_day"}
 
 
-def day_number(iso: object) -> int | None:
-    """ISO date -> days since 1970-01-01 (what range filters compare)."""
-    if not isinstance(iso, str) or len(iso) < 10:
-        return None
-    try:
-        return (dt.date.fromisoformat(iso[:10]) - EPOCH).days
-    except ValueError:
-        return None
+# Keys of a catalog entry's ``fields`` that say how they were found, not what the document says:
+# kept in the catalog, never copied onto chunks.
+NOT_FILTERED = ("field_sources", "warnings")
 
 
 def flat_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """Structured fields as chunk payload keys: dates also as day numbers (``doc_day``...)."""
-    out = {k: v for k, v in fields.items() if k != "field_sources"}
+    out = {k: v for k, v in fields.items() if k not in NOT_FILTERED}
     sources = fields.get("field_sources") or {}
     for key, day_key in DAY_KEYS.items():
         # A date guessed from mtime is shown, but date filters only see dates the text states.
@@ -140,12 +134,19 @@ class Pipeline:
         rec.error = ext.error
         rec.status = {"ok": schema.INDEXED, "failed": schema.FAILED}.get(
             ext.status, schema.METADATA_ONLY)
+        if rec.status == schema.INDEXED and not ext.text.strip():
+            # Read, but no text in it (a scanned PDF): only its name can be found, and the
+            # file says why rather than claiming to be indexed.
+            rec.status = schema.METADATA_ONLY
+            rec.error = ext.warnings[0] if ext.warnings else "no text in the file"
         try:
             fields = extract_fields(ext.text, path=rec.path, title=ext.title,
                                     doc_type=ext.doc_type, meta=dict(ext.meta), mtime=mtime)
         except Exception as exc:  # a rule bug must not lose the file's text
             log.exception("field extraction failed for %s", rec.path)
             fields = {"field_sources": {"error": str(exc)}}
+        if ext.warnings:  # kept in the catalog: an unchanged file is not extracted again
+            fields["warnings"] = list(ext.warnings)
         rec.fields = fields
         counter = getattr(self.encoder, "count_tokens", None)
         max_tokens = min(200, int(getattr(self.encoder, "max_tokens", 256)) - 16)

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memexfs.errors import NotFound, VaultLocked
+from memexfs import config
+from memexfs.errors import MemexError, NotFound, VaultLocked
 from memexfs.ignore import IgnoreRules
 
 STATE_DIR = ".memexfs"
+OWNER = "vault.json"  # in a state folder outside its vault: which vault it belongs to
 HASH_BLOCK = 1 << 20
 SAMPLE_BLOCK = 64 * 1024
 SAMPLES = 8  # first and last block included
@@ -122,23 +124,78 @@ def open_regular(root: str | os.PathLike[str], rel: str) -> tuple[int, os.stat_r
     return fd, st
 
 
+def escape_path(path: str | os.PathLike[str]) -> str:
+    """An absolute path as one file name, the way ``systemd-escape --path`` writes it
+    (``/home/me/Documents`` -> ``home-me-Documents``): readable, and no two paths collide."""
+    text = os.path.normpath(os.fspath(path)).strip("/")
+    if not text:
+        return "-"
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "/":
+            out.append("-")
+        elif (ch.isascii() and (ch.isalnum() or ch in ":_.")) and not (i == 0 and ch == "."):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def state_path(root: Path, state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the vault at ``root`` (its real path) keeps its index, catalog, lock and logs —
+    the one place that decides it: ``state_dir`` (``--state-dir``), else the config's
+    ``state_root``/<escaped root>, else ``<vault>/.memexfs``."""
+    cfg = config.current()
+    explicit = state_dir if state_dir is not None else cfg.state_dir
+    if explicit is not None:
+        return Path(explicit).expanduser().absolute()
+    if cfg.state_root is not None:
+        return cfg.state_root / escape_path(root)
+    return root / STATE_DIR
+
+
+def state_owner(state: Path) -> str | None:
+    """The vault an outside state folder belongs to (None: none recorded)."""
+    try:
+        root = json.loads((state / OWNER).read_text()).get("root")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return root if isinstance(root, str) else None
+
+
 @dataclass(frozen=True)
 class Vault:
     root: Path
+    state: Path = Path()  # absolute; the default (empty) is filled in by state_path()
+    excludes: tuple[str, ...] = ()  # the config's gitignore patterns, before .memexignore's
+
+    def __post_init__(self) -> None:
+        if not self.state.is_absolute():
+            object.__setattr__(self, "state", state_path(self.root))
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Vault:
+    def open(cls, path: str | os.PathLike[str],
+             state_dir: str | os.PathLike[str] | None = None) -> Vault:
+        """The vault at ``path``, its state folder created (owner-only) where
+        :func:`state_path` says. A state folder outside the vault remembers its vault, so it
+        is never shared by two; inside, only ``.memexfs`` (anything else would be indexed)."""
         root = Path(path).expanduser().resolve()
         if not root.is_dir():
             raise NotFound(f"vault {path} is not a directory")
-        state = root / STATE_DIR
-        state.mkdir(mode=0o700, exist_ok=True)
+        state = state_path(root, state_dir)
+        inside = state.resolve().is_relative_to(root)
+        if inside and state.resolve() != root / STATE_DIR:
+            raise MemexError(f"state folder {state} is inside the vault {root}: put it "
+                             "elsewhere (it would be indexed)")
+        owner = None if inside else state_owner(state)
+        if owner is not None and owner != str(root):
+            raise MemexError(f"state folder {state} belongs to the vault {owner}, not {root}")
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
         _make_private(state)
-        return cls(root)
-
-    @property
-    def state(self) -> Path:
-        return self.root / STATE_DIR
+        vault = cls(root, state, config.current().excludes)
+        if not inside and owner is None:
+            vault.write_json(OWNER, {"root": str(root)})
+        return vault
 
     @property
     def index_dir(self) -> Path:
@@ -153,7 +210,7 @@ class Vault:
     def iter_files(self) -> Iterator[tuple[str, os.stat_result]]:
         """Every regular file to index (not following symlinks): the state folder and what
         ``.memexignore`` (with its defaults: ``.git/``, ``node_modules/``...) names excluded."""
-        rules = IgnoreRules.for_vault(self.root)
+        rules = self.ignore_rules()
         stack = [self.root]
         while stack:
             d = stack.pop()
@@ -174,6 +231,10 @@ class Vault:
                             yield rel, e.stat(follow_symlinks=False)
                     except OSError:
                         continue
+
+    def ignore_rules(self) -> IgnoreRules:
+        """What indexing skips (memexfs.ignore), with this vault's configured excludes."""
+        return IgnoreRules.for_vault(self.root, self.excludes)
 
     # ---- config and runtime info
     def read_json(self, name: str) -> dict[str, Any]:

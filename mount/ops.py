@@ -34,6 +34,7 @@ from pyfuse3 import (
 )
 
 from memexfs.echo import OwnChanges, lstat_signature, signature
+from memexfs.fields_memory import SHOWN, DocFields
 from mount.boundary import guard_all
 from mount.inodes import ROOT, InodeTable, Node
 
@@ -42,7 +43,11 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".memexfs"
 STATUS_XATTR = b"user.memex.status"
 ERROR_XATTR = b"user.memex.error"  # why a file is failed or metadata-only (one line)
-INDEX_XATTRS = (STATUS_XATTR, ERROR_XATTR)  # served by the index, never stored on the file
+WARNINGS_XATTR = b"user.memex.warnings"  # what extraction noted (one line per warning)
+# user.memex.kind, .vendor, .amount, .currency, .due, .date, .payment: the extracted fields
+FIELD_XATTRS = {b"user.memex." + name.encode(): name for name in SHOWN}
+# served by the index, never stored on the file
+INDEX_XATTRS = frozenset((STATUS_XATTR, ERROR_XATTR, WARNINGS_XATTR, *FIELD_XATTRS))
 NAME_MAX = 255
 
 
@@ -60,6 +65,8 @@ class IndexSink(Protocol):
     def moved(self, old: str, new: str) -> None: ...
     def status_of(self, path: str) -> str | None: ...
     def error_of(self, path: str) -> str | None: ...
+    def fields_of(self, path: str) -> DocFields | None: ...
+    def warnings_of(self, path: str) -> tuple[str, ...]: ...
 
 
 class NullSink:
@@ -80,6 +87,12 @@ class NullSink:
 
     def error_of(self, path: str) -> str | None:
         return None
+
+    def fields_of(self, path: str) -> DocFields | None:
+        return None
+
+    def warnings_of(self, path: str) -> tuple[str, ...]:
+        return ()
 
 
 class VirtualTree(Protocol):
@@ -760,16 +773,11 @@ class MemexOperations(pyfuse3.Operations):
         node = self.inodes[inode]
         if node.virtual is not None:
             return await node.virtual.tree.getxattr(node, os.fsdecode(name))
-        if name == STATUS_XATTR:
-            status = self._status(node)
-            if status is None:
+        if name in INDEX_XATTRS:
+            value = self._index_xattrs(node).get(name)
+            if value is None:
                 raise _fuse(pyfuse3.ENOATTR)
-            return status.encode()
-        if name == ERROR_XATTR:
-            error = self._error(node)
-            if error is None:
-                raise _fuse(pyfuse3.ENOATTR)
-            return os.fsencode(" ".join(error.split()))
+            return value
         path, follow = self._xattr_target(node)
         try:
             return os.getxattr(path, name, follow_symlinks=follow)
@@ -784,12 +792,28 @@ class MemexOperations(pyfuse3.Operations):
         path = self.relpath(node)
         return self.sink.status_of(path) if path else None
 
-    def _error(self, node: Node) -> str | None:
-        """The reason a file could not be (fully) indexed, while that is its state."""
-        if self._status(node) not in ("failed", "metadata-only"):
-            return None
+    def _index_xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """The index's xattrs of a real file that has them, from the indexer's memory: no store
+        call (a stalled store must not stall a getxattr). Until the catalog is loaded at mount
+        a file has none, like a file the index has not seen. The error is shown while it is
+        the file's state (failed or metadata-only)."""
+        status = self._status(node)
         path = self.relpath(node)
-        return self.sink.error_of(path) if path else None
+        if status is None or path is None:
+            return {}
+        out = {STATUS_XATTR: status.encode()}
+        error = self.sink.error_of(path) if status in ("failed", "metadata-only") else None
+        if error:
+            out[ERROR_XATTR] = os.fsencode(" ".join(error.split()))
+        warnings = self.sink.warnings_of(path)
+        if warnings:
+            out[WARNINGS_XATTR] = os.fsencode("\n".join(warnings))
+        fields = self.sink.fields_of(path)
+        if fields is not None:
+            shown = fields.shown()
+            out.update((xattr, shown[key].encode()) for xattr, key in FIELD_XATTRS.items()
+                       if key in shown)
+        return out
 
     async def listxattr(self, inode: InodeT, ctx: RequestContext) -> Sequence[XAttrNameT]:
         node = self.inodes[inode]
@@ -797,10 +821,9 @@ class MemexOperations(pyfuse3.Operations):
             return [XAttrNameT(n) for n in await node.virtual.tree.listxattr(node)]
         path, follow = self._xattr_target(node)
         names = [XAttrNameT(os.fsencode(n)) for n in os.listxattr(path, follow_symlinks=follow)]
-        if self._status(node) is not None:
-            names.append(XAttrNameT(STATUS_XATTR))
-        if self._error(node) is not None:
-            names.append(XAttrNameT(ERROR_XATTR))
+        # a stored user.memex.* (set before the mount) is shadowed by the index's, not listed twice
+        names = [n for n in names if n not in INDEX_XATTRS]
+        names += [XAttrNameT(n) for n in self._index_xattrs(node)]
         return names
 
     async def removexattr(self, inode: InodeT, name: XAttrNameT, ctx: RequestContext) -> None:

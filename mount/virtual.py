@@ -1,10 +1,11 @@
 """Virtual namespaces: ``/q/<query>/`` (search folders), ``/related/<path>/`` and the control file.
 
 A query folder lists its results as relative symlinks to the real files, in rank order, plus a
-hidden ``.results`` file (``rank\\tscore\\tpath\\tsnippet``). Searches run in a worker thread behind
-a limiter and a deadline (the encoder and Qdrant never run on the trio thread) and are cached per
-index generation and caller; when the index changes, the kernel's cached entries of live query
-folders are invalidated so an open ``ls`` loop sees new files.
+hidden ``.results`` file (``rank\\tscore\\tpath\\tsnippet``; a result's extracted fields on the
+comment line after its row: ``# rank\\tkind=invoice\\tvendor=acme...``). Searches run in a worker
+thread behind a limiter and a deadline (the encoder and Qdrant never run on the trio thread) and
+are cached per index generation and caller; when the index changes, the kernel's cached entries
+of live query folders are invalidated so an open ``ls`` loop sees new files.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pyfuse3 import EntryAttributes, InodeT, ModeT, RequestContext
 
 from memexfs.access import can_reach, can_read
 from memexfs.errors import BadQuery, IndexUnavailable, NameTooLong, ReadOnly
+from memexfs.fields_memory import DocFields
 from mount.inodes import InodeTable, Node
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Hit:
     score: float
     rank: int
     snippet: str
+    fields: DocFields | None = None  # extracted fields, from the hit's payload
 
 
 @dataclass
@@ -65,7 +68,30 @@ class Listing:
         for h in self.hits:
             snippet = " ".join(h.snippet.split())
             lines.append(f"{h.rank}\t{h.score:.4f}\t{escape_field(h.path)}\t{snippet}")
+            if h.fields is not None:
+                lines.append(fields_line(h.rank, h.fields))
         return os.fsencode("\n".join(lines) + "\n")
+
+
+def fields_line(rank: int, fields: DocFields) -> str:
+    """The comment line after a result's row that carries its fields: ``# 3\\tkind=invoice\\t
+    vendor=acme\\tamount=120.00...`` (known ones only). A comment, so the four columns of the
+    rows stay what every reader of ``.results`` splits; ``name=value``, so fields can be added."""
+    pairs = (f"{name}={escape_field(value)}" for name, value in fields.shown().items())
+    return "\t".join((f"# {rank}", *pairs))
+
+
+def read_fields_line(line: str) -> tuple[int, DocFields | None] | None:
+    """(rank, fields) of a line :func:`fields_line` wrote; None for any other line (a reason
+    line never holds a tab: it is one line of words)."""
+    head, sep, rest = line.partition("\t")
+    if not sep or not head.startswith("# ") or not head[2:].isdigit():
+        return None
+    values = {}
+    for pair in rest.split("\t"):
+        name, _, value = pair.partition("=")
+        values[name] = unescape_field(value)
+    return int(head[2:]), DocFields.from_text(values)
 
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -239,7 +265,8 @@ class BaseTree(abc.ABC):
         visible = [h for h in hits if uid == 0 or can_read(self.vault_root, h.path, uid, gids)]
         names = dedup_names([h.path for h in visible])
         return Listing(
-            [Hit(n, h.path, float(h.score), i + 1, h.snippet)
+            # ``fields``: query.engine.FileHit's, from the payload of its best chunk
+            [Hit(n, h.path, float(h.score), i + 1, h.snippet, getattr(h, "fields", None))
              for i, (n, h) in enumerate(zip(names, visible, strict=True))],
             reason, gen, about)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from memexfs.errors import NotFound
+from memexfs.fields_memory import DocFields
 from memexfs.store import ChunkHit, ChunkQuery, Filter, IsEmpty, Match, MatchAny, Store
 from query.filters import build_filter, hint_matches
 from query.fusion import FusionName, fuse
@@ -48,6 +49,7 @@ class FileHit:
     rank: int  # 1-based
     snippet: str
     title: str
+    fields: DocFields | None = None  # extracted fields, from the best chunk's payload
 
 
 @dataclass
@@ -364,7 +366,8 @@ class SearchEngine:
             path=path, file_id=f.file_id,
             score=round(float(f.cosine if score is None else score), 4), rank=rank,
             snippet=snippet(str(p.get("body", "")), text),
-            title=str(p.get("title") or p.get("name") or path.rsplit("/", 1)[-1]))
+            title=str(p.get("title") or p.get("name") or path.rsplit("/", 1)[-1]),
+            fields=DocFields.from_payload(p))
 
     def _browse(self, q: Query, flt: Filter) -> SearchResult:
         """A query of filters only: matching files, hinted ones first, newest first."""

@@ -8,8 +8,10 @@ go through the pipeline in batches. Every store/encoder call runs in a worker th
 limiter, so FUSE requests are never blocked by indexing.
 
 The catalog is the truth; ``_status`` is its in-memory mirror so ``status_of`` (called from FUSE
-``getxattr``) never touches the store. Every path that leaves the queue ends with a catalog write
-(indexed, metadata-only, failed — with the error — or removed) and the mirror follows it.
+``getxattr``) never touches the store; ``fields`` (``memexfs.fields_memory``) and the stats'
+errors and warnings are mirrored the same way for the other index xattrs. Every path that leaves
+the queue ends with a catalog write (indexed, metadata-only, failed — with the error — or
+removed) and the mirrors follow it.
 
 The parts live by concern in this package: ``core`` (state, notifications), ``ops`` (the op
 queue), ``stream`` (prepare -> embed -> commit), ``outside`` (the watcher), ``stats``, ``tuning``.
@@ -78,10 +80,14 @@ class Indexer(_Stream):
                 wait = min(wait * 2, 60.0)
 
     def _load_status(self) -> None:
+        """The catalog's state, errors, warnings and fields into memory: one scroll of its
+        payloads (no vectors), in a worker thread while the mount already serves files. Until a
+        file's entry is in, its index xattrs answer ENODATA, all of them together."""
         for rec in self.store.iter_files():
             self._status[rec.path] = rec.status
             if rec.error:
                 self.stats.errors[rec.path] = rec.error
+            self._remember(rec.path, rec)
         self._recount()
 
     async def _loop(self) -> None:

@@ -13,9 +13,12 @@ import trio
 
 from memexfs import reconcile, schema
 from memexfs.echo import OwnChanges
+from memexfs.fields_memory import DocFields, FieldsMemory
 from memexfs.ignore import IGNORE_FILE, IgnoreRules
+from memexfs.indexer import tuning
 from memexfs.indexer.stats import Stats, StatusMirror
-from memexfs.pipeline import Pipeline
+from memexfs.pipeline import Pipeline, flat_fields
+from memexfs.schema import FileRecord
 from memexfs.store import Store
 from memexfs.vault import STATE_DIR, Vault
 
@@ -55,6 +58,7 @@ class _IndexerCore:
         self._chunks_stale = True
         self._applying = 0  # ops taken off ``_ops`` and not yet applied
         self._status = StatusMirror()
+        self.fields = FieldsMemory()  # what user.memex.kind, .vendor, ... answer
         self._ignore: tuple[float, IgnoreRules] | None = None  # (.memexignore mtime, rules)
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(1)  # extraction and store work
@@ -73,7 +77,7 @@ class _IndexerCore:
         except OSError:
             mtime = 0.0
         if self._ignore is None or self._ignore[0] != mtime:
-            self._ignore = (mtime, IgnoreRules.for_vault(self.vault.root))
+            self._ignore = (mtime, self.vault.ignore_rules())
         return self._ignore[1]
 
     def changed(self, path: str) -> None:
@@ -94,6 +98,14 @@ class _IndexerCore:
     def error_of(self, path: str) -> str | None:
         """The last indexing error of ``path`` (kept in memory: the mount never asks the store)."""
         return self.stats.errors.get(path)
+
+    def fields_of(self, path: str) -> DocFields | None:
+        """The extracted fields of ``path`` as its chunks carry them (memory, as above)."""
+        return self.fields.get(path)
+
+    def warnings_of(self, path: str) -> tuple[str, ...]:
+        """What extraction noted about ``path`` (a page it could not read, a truncation)."""
+        return self.stats.warnings.get(path, ())
 
     def _push(self, op: str, a: str, b: str = "") -> bool:
         if a.split("/", 1)[0] == STATE_DIR or (b and b.split("/", 1)[0] == STATE_DIR):
@@ -158,6 +170,33 @@ class _IndexerCore:
         self.stats.errors[path] = msg
         self.stats.last_error = f"{path}: {msg}"
         return msg
+
+    def _remember(self, path: str, rec: FileRecord | None) -> None:
+        """Fields and warnings of ``path`` from its catalog entry (None: it has none now). A file
+        without chunks is matched by no filter, so it shows no fields either."""
+        if rec is None:
+            self.fields.drop(path)
+            self.stats.warnings.pop(path, None)
+            return
+        self.fields.put(path, DocFields.from_payload(flat_fields(rec.fields))
+                        if rec.chunks else None)
+        warnings = rec.fields.get("warnings")
+        if warnings and isinstance(warnings, list):
+            cap = tuning.MAX_WARNINGS_KEPT
+            kept = [" ".join(str(w).split())[:tuning.MAX_WARNING_CHARS] for w in warnings[:cap]]
+            if len(warnings) > cap:
+                kept.append(f"(+{len(warnings) - cap} more)")
+            self.stats.warnings[path] = tuple(kept)
+        else:
+            self.stats.warnings.pop(path, None)
+
+    def _moved_facts(self, old: str, new: str) -> None:
+        self.fields.move(old, new)
+        warnings = self.stats.warnings.pop(old, None)
+        if warnings is not None:
+            self.stats.warnings[new] = warnings
+        else:
+            self.stats.warnings.pop(new, None)
 
     def _changed(self, paths: set[str]) -> None:
         self.stats.generation += 1

@@ -77,6 +77,7 @@ class _OpQueue(_OutsideChanges):
             for path in removed:
                 self._status.pop(path, None)
                 self.stats.errors.pop(path, None)
+                self._remember(path, None)
             if removed:
                 self._changed(set(removed))
         elif op == "outside":
@@ -92,6 +93,7 @@ class _OpQueue(_OutsideChanges):
                     self._pending[new] = self._pending.pop(old)
                 if old in self.stats.errors:
                     self.stats.errors[new] = self.stats.errors.pop(old)
+                self._moved_facts(old, new)
             if moved:
                 self._changed({p for pair in moved for p in pair})
 

@@ -33,6 +33,9 @@ class Stats:
     pid: int = field(default_factory=os.getpid)
     errors: dict[str, str] = field(default_factory=dict)
     errors_total: int = 0
+    # path -> extraction warnings of a file that was read (a page that failed, a truncation)
+    warnings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    warnings_total: int = 0
     last_error: str | None = None
     watcher: str = "off"  # off | watching | restarting
     watcher_restarts: int = 0
@@ -44,6 +47,9 @@ class Stats:
         out["errors_total"] = len(self.errors)
         if len(self.errors) > tuning.MAX_ERRORS_SHOWN:
             out["errors"] = dict(sorted(self.errors.items())[:tuning.MAX_ERRORS_SHOWN])
+        out["warnings_total"] = len(self.warnings)
+        if len(self.warnings) > tuning.MAX_WARNINGS_SHOWN:
+            out["warnings"] = dict(sorted(self.warnings.items())[:tuning.MAX_WARNINGS_SHOWN])
         return out
 
 

@@ -137,6 +137,7 @@ class _Stream(_OpQueue):
                 if self._status.pop(path, None) is not None or outcome == "removed":
                     changed.add(path)
                 self.stats.errors.pop(path, None)
+                self._remember(path, None)
                 continue
             if outcome != "skipped" or self._status.get(path) != status:
                 changed.add(path)
@@ -147,6 +148,8 @@ class _Stream(_OpQueue):
                 self.stats.errors[path] = err
             else:
                 self.stats.errors.pop(path, None)
+            # a failure recorded here dropped the file's chunks, and with them its fields
+            self._remember(path, prep.rec if prep is not None and path not in failed else None)
             if prep is not None and not prep.skip:
                 self._busy_texts += len(prep.texts)
         self.stats.done_since_start += len(results)

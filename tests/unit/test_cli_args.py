@@ -146,3 +146,34 @@ def test_check_repair_moves_a_corrupt_index_aside_quietly(tmp_path: Path) -> Non
     assert res.stderr == ""
     assert list((vault / ".memexfs").glob("index.corrupt-*"))
     assert (vault / ".memexfs" / "store.log").stat().st_mode & 0o077 == 0
+
+
+def test_man_page_and_completions_are_generated_from_the_parser() -> None:
+    """docs/ matches scripts/gen_cli_docs.py's output, and each shell completes every option of
+    every command (zsh and fish included: issue 12)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_cli_docs",
+                                                  REPO / "scripts" / "gen_cli_docs.py")
+    assert spec is not None
+    assert spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    p = cli.build_parser()
+    texts = dict(zip(gen.OUTPUTS, (gen.man_page(p), gen.bash_completion(p),
+                                   gen.zsh_completion(p), gen.fish_completion(p)), strict=True))
+    for name, text in texts.items():
+        assert (REPO / "docs" / name).read_text() == text, f"run scripts/gen_cli_docs.py ({name})"
+    zsh, fish = texts["_memexfs"], texts["memexfs.fish"]
+    assert zsh.startswith("#compdef memexfs\n")
+    for name, sub in gen._subparsers(p).items():
+        assert f"    '{name}:" in zsh
+        assert f"-f -a {name} " in fish
+        for flag in (f for a in sub._actions for f in a.option_strings):
+            assert f"'{flag}[" in zsh, (name, flag)
+            fish_flag = f"-l {flag[2:]}" if flag.startswith("--") else f"-s {flag[1:]}"
+            assert any(line.startswith(f"complete -c memexfs -n '__fish_seen_subcommand_from "
+                                       f"{name}'") and fish_flag in line
+                       for line in fish.splitlines()), (name, flag)
+    assert "--state-dir[" in zsh
+    assert ":DIR:_files -/" in zsh
