@@ -28,7 +28,7 @@ What it measures (milliseconds, p50/p95 over ``--repeat`` queries):
 The index is left as the indexer leaves it (Qdrant Edge does not build HNSW by itself);
 ``--optimize`` runs the shard optimizer first (HNSW), to show what that would change.
 ``--background-index`` measures the store the daemon runs (``ProcessStore``): engine search
-p50/p95/max before, *during* and after the background HNSW build (``memexfs.store_optimize``:
+p50/p95/max before, *during* and after the background HNSW build (``memexfs.store.optimize``:
 copy, builder process, swap), the swap itself, and what the build cost (copy, build, the
 stall of its last step), all in one run.
 Prints a table and writes ``bench/results/query_bench.json``.
@@ -290,7 +290,7 @@ def in_process(vault: Path, encoder: Any, repeat: int) -> dict[str, Any]:
 
 def background_index(vault: Path, encoder: Any, repeat: int) -> dict[str, Any]:
     """Engine search latency before, during and after a background HNSW build."""
-    from memexfs.store_process import ProcessStore
+    from memexfs.store.process import ProcessStore
     from memexfs.vault import Vault
     from query.engine import SearchEngine
     from query.parse import parse

@@ -17,7 +17,13 @@ Two Qdrant collections (Edge shards) live in ``<vault>/.memexfs/``:
 
 Strings in both payloads are the names as Python sees them (``os.fsdecode``: a name that is not
 UTF-8 carries surrogate escapes); the store keeps them in a reversible UTF-8 form
-(``memexfs.store.escape_str``) and gives them back unchanged, filters included.
+(``memexfs.store.codec``) and gives them back unchanged, filters included.
+
+Payload indexes: :data:`PAYLOAD_INDEXES` lists the indexed fields per collection (the filters'
+and facets' fields, a few left out on purpose); the store's numbered migrations
+(``memexfs.store.migrations``) create them. ``SCHEMA_VERSION`` is the number of those
+migrations: a new index records it, an open reads it, runs the migrations it lacks, and refuses
+an index newer than this code (``IndexTooNew``).
 
 Invariants (checked by ``memexfs check``):
     * every chunk's ``file_id`` has a catalog point whose ``status`` is ``indexed``;
@@ -31,9 +37,9 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # == len(memexfs.store.migrations.MIGRATIONS)
 
 # Index states of a catalog entry.
 PENDING = "pending"  # changed since last indexed; the indexer will pick it up (durable queue)
@@ -120,3 +126,20 @@ def location_payload(path: str) -> dict[str, Any]:
     name = path.rsplit("/", 1)[-1]
     ext = name.rsplit(".", 1)[-1].lower() if "." in name.lstrip(".") else ""
     return {"path": path, "name": name, "dirs": ancestors(path), "ext": ext}
+
+
+# Payload indexes per collection, created by the store's migrations (m001, m002). Qdrant filters
+# an unindexed field by reading each candidate's payload, and Edge's facet needs a keyword index.
+# Left unindexed on purpose: ``amount``, ``currency``, ``due_day`` (rare, in should-clauses with
+# IsEmpty) and ``chunk_index`` (always with ``file_id``): each chunk-shard index adds to the HNSW
+# build (20k chunks with those four too: 12.6-18.5 s against 10.6-12.4 s without, one thread,
+# a loaded machine), so they wait for a measurement at scale (issue 13).
+IndexKind = Literal["keyword", "integer", "float"]
+PAYLOAD_INDEXES: dict[str, dict[str, IndexKind]] = {
+    "catalog": {"path": "keyword", "status": "keyword", "dirs": "keyword", "encoder": "keyword"},
+    "chunks": {
+        "file_id": "keyword", "dirs": "keyword", "path": "keyword", "ext": "keyword",
+        "doc_type": "keyword", "kind": "keyword", "vendor": "keyword", "status": "keyword",
+        "doc_day": "integer",
+    },
+}

@@ -1,7 +1,9 @@
 """Real FUSE mounts for tests: start the daemon in a subprocess, always unmount, never hang.
 
 A mount that misbehaves is torn down the hard way (abort its FUSE connection, lazy unmount), so a
-failing test can't leave the next one stuck on a dead mountpoint.
+failing test can't leave the next one stuck on a dead mountpoint. A mount whose test went well
+must also leave a daemon log without ERROR records or tracebacks, except those the test declared
+(``mounted(expect_log=...)`` or the test's ``@pytest.mark.expected_log``).
 """
 
 from __future__ import annotations
@@ -13,14 +15,42 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.waiting import wait_until
+
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = Path(os.environ.get("MEMEXFS_EVAL_DIR", REPO.parent / "shared" / "eval"))
+
+
+# The running test's @pytest.mark.expected_log substrings (set by tests/conftest.py per test; a
+# module-scoped mount is torn down in its last test, whose markers include the module's).
+EXPECTED_DAEMON_LOG: list[str] = []
+_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\S* (\w+) ")
+_BAD_TEXT = ("Traceback (most recent call last)", "Fatal Python error")
+
+
+def log_errors(text: str, expected: Sequence[str] = ()) -> list[str]:
+    """The daemon log's ERROR/CRITICAL records and tracebacks (a record with the lines that
+    follow it) that contain none of the ``expected`` substrings."""
+    records: list[list[str]] = []
+    for line in text.splitlines():
+        if _RECORD.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    bad = []
+    for lines in records:
+        record = "\n".join(lines)
+        m = _RECORD.match(lines[0])
+        serious = m is not None and m.group(1) in ("ERROR", "CRITICAL")
+        if (serious or any(t in record for t in _BAD_TEXT)) and not any(
+                s in record for s in expected):
+            bad.append(record)
+    return bad
 
 
 def fuse_available() -> bool:
@@ -90,14 +120,11 @@ class Mount:
         return dict(json.loads(os.getxattr(self.mnt / ".memexfs", "user.memex.stats")))
 
     def wait_idle(self, timeout: float = 300.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def idle() -> dict[str, Any] | None:
             st = self.stats()
-            if st["state"] in ("idle", "error") and not st["queued"]:
-                return st
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"index not idle after {timeout}s: {st}")
-            time.sleep(0.1)
+            return st if st["state"] in ("idle", "error") and not st["queued"] else None
+
+        return wait_until(idle, timeout, lambda: f"the index to be idle: {self.stats()}", 0.1)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -109,10 +136,12 @@ def memexfs_cmd(*args: str) -> list[str]:
 
 @contextlib.contextmanager
 def mounted(vault: Path, mnt: Path, *extra: str, timeout: float = 60.0,
-            program: list[str] | None = None) -> Iterator[Mount]:
+            program: list[str] | None = None, expect_log: Sequence[str] = ()) -> Iterator[Mount]:
     """Mount ``vault`` on ``mnt`` with the daemon in the foreground of a child process.
 
     ``program`` replaces the ``python -m memexfs.cli`` launcher (a wrapper script, prlimit...).
+    After a clean exit from the block, the daemon log must hold no ERROR record or traceback
+    but those containing one of ``expect_log`` (or of the test's ``expected_log`` marker).
     """
     vault.mkdir(parents=True, exist_ok=True)
     mnt.mkdir(parents=True, exist_ok=True)
@@ -121,17 +150,22 @@ def mounted(vault: Path, mnt: Path, *extra: str, timeout: float = 60.0,
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     m = Mount(vault, mnt, proc, log)
+    went_well = False
     try:
-        deadline = time.monotonic() + timeout
-        while not is_mounted(str(mnt.resolve())):
+        def up() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {proc.returncode}:\n{m.log_text()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mount did not appear:\n{m.log_text()}")
-            time.sleep(0.05)
+            return is_mounted(str(mnt.resolve()))
+
+        wait_until(up, timeout, lambda: f"the mount to appear:\n{m.log_text()}")
         yield m
+        went_well = True
     finally:
         unmount(m)
+    bad = log_errors(m.log_text(), [*expect_log, *EXPECTED_DAEMON_LOG])
+    assert not (went_well and bad), (
+        f"daemon log {log} has ERROR records the test did not declare "
+        "(mounted(expect_log=...) or @pytest.mark.expected_log):\n" + "\n".join(bad)[-4000:])
 
 
 def unmount(m: Mount, timeout: float = 15.0) -> int | None:

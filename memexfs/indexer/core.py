@@ -163,7 +163,10 @@ class _IndexerCore:
         return None
 
     def _error(self, path: str, exc: BaseException) -> str:
-        log.error("indexing %s failed: %s", path, exc, exc_info=exc)
+        if isinstance(exc, OSError):  # the file's own trouble (EACCES, EIO...): not a bug
+            log.warning("indexing %s failed: %s", path, exc)
+        else:
+            log.error("indexing %s failed: %s", path, exc, exc_info=exc)
         return self._note_error(path, f"{type(exc).__name__}: {exc}")
 
     def _note_error(self, path: str, msg: str) -> str:

@@ -8,6 +8,7 @@ import time
 import uuid
 
 from memexfs import schema
+from memexfs.errors import IndexUnavailable
 from memexfs.indexer import tuning
 from memexfs.indexer.outside import _OutsideChanges
 from memexfs.schema import FileRecord, location_payload
@@ -59,7 +60,10 @@ class _OpQueue(_OutsideChanges):
             queued = await self._sync(self._mark_pending, run)
         except Exception as exc:
             self.stats.last_error = f"queue {len(run)} files: {exc}"
-            log.exception("cannot mark %d files pending", len(run))
+            if isinstance(exc, IndexUnavailable):  # down or full: the state says so, no bug
+                log.warning("cannot mark %d files pending: %s", len(run), exc)
+            else:
+                log.exception("cannot mark %d files pending", len(run))
             queued = [p.lstrip("\0") for p in run]  # still index them; reconcile is the backstop
         due = time.monotonic() + tuning.DEBOUNCE_S
         for path in queued:

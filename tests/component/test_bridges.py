@@ -13,7 +13,8 @@ from memexfs.store import EdgeStore
 from query.bridges import bridges, connect
 from query.links import LinkGraph, parse_links
 from query.topics import FileVector, Params, fit
-from tests.hashing import DIM, HashEncoder, fill
+from tests.fakes import HASH_DIM as DIM
+from tests.fakes import HashEncoder, fill
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -222,6 +222,7 @@ def _worker_pid(ex: Extractor) -> int:
     return proc.pid
 
 
+@pytest.mark.expected_log("extraction timed out", "extract worker killed")
 @pytest.mark.timeout(60)
 def test_worker_pool_survives_hang_crash_and_memory(tmp_path: Path) -> None:
     good = tmp_path / "good.txt"

@@ -93,6 +93,7 @@ def test_extraction_works_with_descriptors_above_fd_setsize(
 # ------------------------------------------------------------------ transient vs permanent
 
 
+@pytest.mark.expected_log("extract worker killed", "extraction timed out")
 def test_worker_failures_are_transient_content_failures_are_not(tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_text("fine\n")
@@ -120,6 +121,7 @@ def test_worker_failures_are_transient_content_failures_are_not(tmp_path: Path) 
         assert ex.extract(good).status == "ok"
 
 
+@pytest.mark.expected_log("bad reply from extract worker")
 def test_a_garbled_reply_is_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "good.txt"
     good.write_text("fine\n")
@@ -148,6 +150,7 @@ def env(tmp_path: Path) -> Iterator[tuple[Vault, EdgeStore, Pipeline, CountingEn
     store.close()
 
 
+@pytest.mark.expected_log("extract worker killed")
 def test_a_dead_worker_is_retried_not_recorded_as_failed(env: tuple) -> None:
     vault, store, pipe, _ = env
     vault.abspath("warm.txt").write_text("starts the worker")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from memexfs import schema
 from memexfs.check import check
@@ -24,7 +25,9 @@ from memexfs.indexer import tuning as indexer_mod
 from memexfs.pipeline import Pipeline
 from memexfs.store import EdgeStore, Filter, Match
 from memexfs.vault import Vault
-from tests.component.test_pipeline import DIM, CountingEncoder, long_note
+from tests.fakes import COUNT_DIM as DIM
+from tests.fakes import CountingEncoder, long_note
+from tests.waiting import until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.trio]
 
@@ -98,11 +101,23 @@ async def test_mount_reconciles_and_indexes_everything(env: Env) -> None:
     assert check(env.vault, env.store) == []
 
 
-async def until(cond: Callable[[], bool]) -> None:
-    """Poll ``cond`` (store or status state changes have no event to wait on)."""
-    with trio.fail_after(20):
-        while not cond():  # noqa: ASYNC110
-            await trio.sleep(0.05)
+@pytest.fixture
+def armed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per vault watcher that has set up its inotify watches. watchfiles' RustNotify
+    arms them in its constructor and buffers events from then on, so a change made once this
+    grew reaches that watcher (a fixed sleep only made it likely)."""
+    import watchfiles.main
+
+    real = watchfiles.main.RustNotify
+    made: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        notify = real(*args, **kwargs)
+        made.append(1)
+        return notify
+
+    monkeypatch.setattr(watchfiles.main, "RustNotify", counting)
+    return made
 
 
 async def test_burst_of_writes_embeds_once(env: Env) -> None:
@@ -112,7 +127,7 @@ async def test_burst_of_writes_embeds_once(env: Env) -> None:
             env.write("Notes/b.md", f"Bananas version {i} are ripe.")
             ix.changed("Notes/b.md")
             assert ix.status_of("Notes/b.md") == schema.PENDING
-            await trio.sleep(0.02)
+            await wait_all_tasks_blocked()  # the indexer took this change before the next one
         await settle(ix)
         assert env.enc.seen == [t for t in env.enc.seen if "version 4" in t]
         assert len(env.enc.seen) == 1
@@ -152,6 +167,7 @@ async def test_delete_removes_points(env: Env) -> None:
     assert check(env.vault, env.store) == []
 
 
+@pytest.mark.expected_log("indexing bad.txt failed")
 async def test_prepare_failure_records_a_failed_entry(env: Env) -> None:
     class Exploding(Pipeline):
         def prepare(self, path: str) -> Any:
@@ -175,6 +191,7 @@ async def test_prepare_failure_records_a_failed_entry(env: Env) -> None:
     assert check(env.vault, env.store) == []
 
 
+@pytest.mark.expected_log("failed: encoder crashed")
 async def test_encoder_failure_fails_the_batch_then_recovers(env: Env) -> None:
     class Broken(CountingEncoder):
         fail = True
@@ -220,9 +237,10 @@ async def test_pending_is_durable_and_a_restart_heals(env: Env,
     assert check(env.vault, env.store) == []
 
 
-async def test_watcher_picks_up_outside_writes_renames_and_deletes(env: Env) -> None:
+async def test_watcher_picks_up_outside_writes_renames_and_deletes(env: Env,
+                                                                   armed: list[int]) -> None:
     async with running(env, watch=True) as ix:
-        await trio.sleep(0.3)  # the watcher is armed
+        await until(lambda: armed, what="the watcher is armed")
         before = ix.stats.embedded_texts
         env.write("Inbox/outside.txt", "Written straight into the vault about durian fruit.")
         await until(lambda: ix.status_of("Inbox/outside.txt") == schema.INDEXED)
@@ -240,14 +258,15 @@ async def test_watcher_picks_up_outside_writes_renames_and_deletes(env: Env) -> 
     assert check(env.vault, env.store) == []
 
 
-async def test_watcher_drops_our_own_changes_and_passes_outside_ones(env: Env) -> None:
+async def test_watcher_drops_our_own_changes_and_passes_outside_ones(env: Env,
+                                                                    armed: list[int]) -> None:
     told: list[list[str]] = []
 
     async def on_outside(paths: list[str]) -> None:
         told.append(paths)
 
     async with running(env, watch=True, on_outside=on_outside) as ix:
-        await trio.sleep(0.3)  # the watcher is armed
+        await until(lambda: armed, what="the watcher is armed")
         full = env.vault.abspath("Notes/b.md")
         # what the mount's operations do: change the vault, record what the request left
         full.write_text("Bananas, rewritten through the mount.\n")
@@ -266,7 +285,8 @@ class FakePanic(BaseException):
 
 
 async def test_watcher_restarts_after_any_failure_and_rescans(
-        env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        armed: list[int]) -> None:
     import watchfiles
 
     monkeypatch.setattr(indexer_mod, "WATCH_BACKOFF_S", 0.05)
@@ -290,7 +310,7 @@ async def test_watcher_restarts_after_any_failure_and_rescans(
         ix_ref.append(ix)  # the first watcher fails only after the mount's reconcile
         await until(lambda: ix.status_of("Inbox/lost.txt") == schema.INDEXED)  # the rescan
         await until(lambda: ix.stats.watcher == "watching" and len(calls) == 3)
-        await trio.sleep(0.3)  # the new watcher is armed
+        await until(lambda: armed, what="the new watcher is armed")  # the first two never were
         env.write("Inbox/later.txt", "An ordinary outside change about elderberries.")
         await until(lambda: ix.status_of("Inbox/later.txt") == schema.INDEXED)
         assert ix.stats.watcher_restarts == 2

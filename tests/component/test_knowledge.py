@@ -14,7 +14,8 @@ import pytest
 from memexfs.store import EdgeStore
 from query.knowledge import MODEL_FILE, Knowledge
 from query.topics import Params
-from tests.hashing import DIM, HashEncoder, fill
+from tests.fakes import HASH_DIM as DIM
+from tests.fakes import HashEncoder, fill
 
 pytestmark = pytest.mark.timeout(120)
 

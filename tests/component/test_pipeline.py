@@ -5,12 +5,9 @@ embedded and what lands in the payloads, not about search quality.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from memexfs import schema
@@ -19,36 +16,10 @@ from memexfs.extract import Extractor
 from memexfs.pipeline import Pipeline
 from memexfs.store import ChunkQuery, EdgeStore, Filter, Match
 from memexfs.vault import Vault
+from tests.fakes import COUNT_DIM as DIM
+from tests.fakes import CountingEncoder, long_note
 
 pytestmark = pytest.mark.timeout(90)
-
-DIM = 64
-
-
-class CountingEncoder:
-    """Bag of hashed words, L2-normalised; remembers every text it was asked to encode."""
-
-    name = "count-test-1"
-    dim = DIM
-    max_tokens = 256
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        self.seen.extend(texts)
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for w in re.findall(r"\w+", text.lower()):
-                h = hashlib.blake2b(w.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(h[:2], "big") % DIM] += 1.0 if h[2] & 1 else -1.0
-            out[row, 0] += 1e-3  # never the zero vector
-            out[row] /= float(np.linalg.norm(out[row]))
-        return out
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split()) + 2
-
 
 INVOICE = """ACME Corp
 Invoice INV-2023-0042
@@ -60,13 +31,6 @@ Web hosting, May 2023 ........ $149.00
 Total: $149.00
 Amount due: $149.00
 """
-
-
-def long_note(topic: str, paragraphs: int = 6) -> str:
-    """Paragraphs long enough that the chunker makes several chunks."""
-    return "\n\n".join(
-        f"Paragraph {i} about {topic}. " + " ".join(f"{topic}{i}word{j}" for j in range(120))
-        for i in range(paragraphs))
 
 
 @pytest.fixture
@@ -215,6 +179,7 @@ def test_check_reports_what_disagrees(env: tuple) -> None:
     assert "file not in the catalog: Notes/new.txt" in problems
 
 
+@pytest.mark.expected_log("extraction timed out")
 def test_extraction_timeout_is_retried_not_remembered(tmp_path: Path) -> None:
     from memexfs import reconcile
     from memexfs.extract import Limits

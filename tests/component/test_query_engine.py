@@ -20,7 +20,8 @@ from memexfs.store import ChunkPoint, EdgeStore
 from query.engine import SearchEngine, Tuning
 from query.filters import day_number
 from query.parse import parse
-from tests.hashing import DIM, HashEncoder
+from tests.fakes import HASH_DIM as DIM
+from tests.fakes import HashEncoder
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,8 +25,8 @@ from memexfs.store import (
     escape_str,
     unescape_str,
 )
-from memexfs.store_process import ProcessStore
-from memexfs.store_server import ServerStore
+from memexfs.store.process import ProcessStore
+from memexfs.store.server import ServerStore
 
 pytestmark = pytest.mark.timeout(60)
 

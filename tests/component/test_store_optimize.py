@@ -1,4 +1,4 @@
-"""HNSW built beside the live chunk shard and swapped in (memexfs.store_optimize): the same
+"""HNSW built beside the live chunk shard and swapped in (memexfs.store.optimize): the same
 answers before and after, writes made during the build kept, a swap cut short by a crash
 completed or rolled back at open, and searches answering while the builder runs.
 """
@@ -16,14 +16,14 @@ import pytest
 
 from memexfs.schema import FileRecord, location_payload
 from memexfs.store import ChunkPoint, ChunkQuery, EdgeStore, Filter, Match
-from memexfs.store_optimize import (
+from memexfs.store.optimize import (
     IndexPolicy,
     build_dir,
     journal_path,
     old_dir,
     write_journal,
 )
-from memexfs.store_process import ProcessStore
+from memexfs.store.process import ProcessStore
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -182,6 +182,7 @@ def _crash_states(tmp_path: Path) -> tuple[Path, Path, list[list[tuple[float, fr
     return index, kept, answers
 
 
+@pytest.mark.expected_log("completed an interrupted index swap")
 @pytest.mark.parametrize("state", ["copied", "journaled", "live-moved", "built-moved"])
 def test_a_swap_cut_short_is_finished_or_rolled_back_at_open(tmp_path: Path,
                                                              state: str) -> None:
@@ -205,6 +206,7 @@ def test_a_swap_cut_short_is_finished_or_rolled_back_at_open(tmp_path: Path,
         store.close()
 
 
+@pytest.mark.expected_log("index build failed")
 def test_a_killed_builder_leaves_the_live_index_serving(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path / "index", DIM)
     try:

@@ -20,7 +20,8 @@ import pytest
 from memexfs.errors import IndexFull, IndexUnavailable
 from memexfs.schema import FileRecord, location_payload
 from memexfs.store import ChunkPoint, ChunkQuery, EdgeStore, Filter, Match, open_store
-from memexfs.store_process import ProcessStore, handle, rebuild_error
+from memexfs.store.process import ProcessStore
+from memexfs.store.wire import handle, rebuild_error
 from memexfs.vault import Vault
 
 pytestmark = pytest.mark.timeout(120)
@@ -74,7 +75,7 @@ def test_a_stopped_store_times_out_is_killed_and_comes_back(
     pid = _pid(ps)
     os.kill(pid, signal.SIGSTOP)  # like an engine call blocked on a frozen disk
     t0 = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="memexfs.store_process"):
+    with caplog.at_level(logging.INFO, logger="memexfs.store.process"):
         with pytest.raises(IndexUnavailable, match="did not answer get_file within"):
             ps.get_file(_fid(1))
         assert time.monotonic() - t0 < TIMEOUT + 2.5
@@ -89,6 +90,7 @@ def test_a_stopped_store_times_out_is_killed_and_comes_back(
     assert _pid(ps) != pid
 
 
+@pytest.mark.expected_log("index process died")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGBUS])
 def test_a_dead_store_is_index_unavailable_with_the_signal(ps: ProcessStore,
                                                            sig: signal.Signals) -> None:
@@ -104,6 +106,7 @@ def test_a_dead_store_is_index_unavailable_with_the_signal(ps: ProcessStore,
     assert _eventually(lambda: ps.file_by_path("dir/f2.txt")) == _rec(2)
 
 
+@pytest.mark.expected_log("did not answer")
 def test_a_stuck_call_holds_other_threads_no_longer_than_the_deadline(
         ps: ProcessStore) -> None:
     os.kill(_pid(ps), signal.SIGSTOP)
@@ -197,6 +200,7 @@ def _filled(root: Path) -> None:
     s.close()
 
 
+@pytest.mark.expected_log("cannot open the index", "could not be opened")
 def test_a_corrupt_index_is_unavailable_with_a_reason_and_repair_rebuilds_it(
         tmp_path: Path) -> None:
     root = tmp_path / "index"
@@ -224,6 +228,7 @@ def test_a_corrupt_index_is_unavailable_with_a_reason_and_repair_rebuilds_it(
         ps.close()
 
 
+@pytest.mark.expected_log("could not be opened")
 def test_open_store_repair_in_process(tmp_path: Path) -> None:
     vault = Vault.open(tmp_path)
     _filled(vault.index_dir)
@@ -237,6 +242,7 @@ def test_open_store_repair_in_process(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.expected_log("the index engine panicked")
 def test_a_panic_in_a_running_store_restarts_it(tmp_path: Path) -> None:
     root = tmp_path / "index"
     _filled(root)
@@ -345,6 +351,7 @@ def _big_chunks(n: int) -> list[ChunkPoint]:
                        {**location_payload(f"f{n}.txt"), "body": "x" * 2000}) for j in range(20)]
 
 
+@pytest.mark.expected_log("index process died")
 def test_a_full_index_disk_is_refused_and_past_the_reserve_sigbus_ends_only_the_store(
         small_fs: Path) -> None:
     guarded = ProcessStore(small_fs / "a", DIM, timeout=10, reserve_bytes=8 << 20)
@@ -374,6 +381,7 @@ def test_a_full_index_disk_is_refused_and_past_the_reserve_sigbus_ends_only_the_
         bare.close()
 
 
+@pytest.mark.expected_log("cannot open the index")
 def test_the_store_process_log_can_go_to_a_file(tmp_path: Path) -> None:
     root = tmp_path / "index"
     _filled(root)

@@ -10,7 +10,8 @@ import pytest
 
 from memexfs.store import EdgeStore
 from query.summary import document_text, format_summary, summarize
-from tests.hashing import DIM, HashEncoder, fill
+from tests.fakes import HASH_DIM as DIM
+from tests.fakes import HashEncoder, fill
 
 pytestmark = pytest.mark.timeout(60)
 

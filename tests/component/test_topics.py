@@ -25,7 +25,8 @@ from query.topics import (
     spherical_kmeans,
     topic_text,
 )
-from tests.hashing import DIM, HashEncoder, fill
+from tests.fakes import HASH_DIM as DIM
+from tests.fakes import HashEncoder, fill
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pytest
 from memexfs.store import EdgeStore, Filter, Match
 from tests.conftest import PERSONAL
 from tests.mounting import Mount, force_unmount, memexfs_cmd, mounted
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(600)]
 
@@ -42,14 +43,6 @@ def status(path: Path) -> str | None:
         return None
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or cond}")
-        time.sleep(0.05)
-
-
 def write(path: Path, text: str) -> None:
     """Write and fsync through the mount: fsync queues the file before it returns, so a status
     read right after sees "pending", never the previous version's "indexed"."""
@@ -62,7 +55,7 @@ def write(path: Path, text: str) -> None:
 
 def settle(m: Mount, *paths: Path) -> dict[str, Any]:
     for p in paths:
-        wait_for(lambda p=p: status(p) in ("indexed", "metadata-only", "failed"), what=str(p))
+        wait_until(lambda p=p: status(p) in ("indexed", "metadata-only", "failed"), 120, str(p))
     return m.wait_idle(timeout=300)
 
 
@@ -227,20 +220,20 @@ def test_changes_around_the_mount_are_picked_up(personal_mount: Mount) -> None:
         base = m.wait_idle(timeout=600)
         outside.mkdir()
         (outside / "note.txt").write_text(f"Written around the mount: {UNIQUE} tides.")
-        wait_for(lambda: status(inside / "note.txt") == "indexed", what="outside write")
+        wait_until(lambda: status(inside / "note.txt") == "indexed", 120, "outside write")
         st = m.wait_idle(timeout=120)
         assert st["embedded_texts"] == base["embedded_texts"] + 1
         os.rename(outside / "note.txt", outside / "renamed.txt")
-        wait_for(lambda: status(inside / "renamed.txt") == "indexed", what="outside rename")
+        wait_until(lambda: status(inside / "renamed.txt") == "indexed", 120, "outside rename")
         st = m.wait_idle(timeout=120)
         assert st["embedded_texts"] == base["embedded_texts"] + 1  # paired by inode: no re-embed
         assert st["files"] == base["files"] + 1
         (outside / "renamed.txt").unlink()
-        wait_for(lambda: m.stats()["files"] == base["files"], what="outside delete")
+        wait_until(lambda: m.stats()["files"] == base["files"], timeout=120, what="outside delete")
     finally:
         shutil.rmtree(outside, ignore_errors=True)
-        wait_for(lambda: m.stats()["files"] == base["files"] and m.stats()["queued"] == 0,
-                 what="cleanup")
+        wait_until(lambda: m.stats()["files"] == base["files"] and m.stats()["queued"] == 0,
+                 timeout=120, what="cleanup")
 
 
 # ---- 3. kill -9 while indexing -----------------------------------------------------------------
@@ -263,7 +256,7 @@ def test_kill_9_during_indexing_then_remount_heals(tmp_path: Path) -> None:
             dst = mnt / src.relative_to(corpus)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
-        wait_for(lambda: m.stats()["state"] == "indexing", timeout=60, what="indexing")
+        wait_until(lambda: m.stats()["state"] == "indexing", timeout=60, what="indexing")
         st = m.stats()
         assert st["indexed"] < 40  # killed mid-way
         m.proc.send_signal(signal.SIGKILL)

@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import subprocess
-import time
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from tests.conftest import PERSONAL, TODAY
 from tests.mounting import Mount, memexfs_cmd, mounted
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(600)]
 
@@ -381,18 +381,14 @@ def test_new_invoice_appears_in_an_open_query_folder(personal_mount: Mount) -> N
             "Amount due: $480.00 USD. Due date: 2024-02-09. Status: unpaid.\n")
     try:
         (sub / name).write_text(text)
-        deadline = time.monotonic() + 120
-        while name not in names(folder):
-            assert time.monotonic() < deadline, "new invoice never showed up in the query folder"
-            time.sleep(0.2)
+        wait_until(lambda: name in names(folder), 120,
+                   "the new invoice to show up in the query folder", interval=0.2)
         rows, _ = read_results(folder)
         assert rows[0]["path"] == f"qf-live/{name}"
     finally:
         (sub / name).unlink(missing_ok=True)
-    deadline = time.monotonic() + 120
-    while name in names(folder):
-        assert time.monotonic() < deadline, "deleted invoice still listed"
-        time.sleep(0.2)
+    wait_until(lambda: name not in names(folder), 120, "the deleted invoice to go",
+               interval=0.2)
     sub.rmdir()
 
 

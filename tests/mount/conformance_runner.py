@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.mount.posix import UTIME_NOW, UTIME_OMIT, outcome, renameat2, stat_sig, utimensat
+from tests.waiting import eventually, wait_until
 
 Step = tuple[Any, ...]
 REPO = Path(__file__).resolve().parents[2]
@@ -104,25 +105,18 @@ def _times(pl: Place, path: str, follow: bool = True) -> tuple[int | str, int | 
 
 def _wait(pl: Place, path: str, pred: Callable[[os.stat_result], bool]) -> bool:
     """Poll the caller's view until an outside change shows (the watcher's invalidation)."""
-    deadline = time.monotonic() + POLL_S
-    while True:
+
+    def shows() -> bool:
         try:
-            if pred(os.lstat(pl.p(path))):
-                return True
+            return pred(os.lstat(pl.p(path)))
         except FileNotFoundError:
-            pass
-        if time.monotonic() > deadline:
             return False
-        time.sleep(0.05)
+
+    return eventually(shows, POLL_S)
 
 
 def _wait_gone(pl: Place, path: str) -> bool:
-    deadline = time.monotonic() + POLL_S
-    while os.path.lexists(pl.p(path)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return eventually(lambda: not os.path.lexists(pl.p(path)), POLL_S)
 
 
 def _ino_same(pl: Place, a: str, b: str) -> bool:
@@ -136,16 +130,18 @@ def _fd_ino_matches(pl: Place, slot: str, path: str) -> bool:
 def _index_idle(pl: Place) -> None:
     """Let the mount's indexer finish what it queued (a no-op on the reference): whatever it
     does to the files must not show. Root only (the control file is owner-only)."""
-    if pl.ctl is None:
+    ctl = pl.ctl
+    if ctl is None:
         return
-    deadline = time.monotonic() + 120
-    while True:
-        st = json.loads(os.getxattr(pl.ctl, "user.memex.stats"))
-        if st["state"] in ("idle", "error") and not st["queued"]:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"index not idle: {st}")
-        time.sleep(0.05)
+
+    def stats() -> dict[str, Any]:
+        return dict(json.loads(os.getxattr(ctl, "user.memex.stats")))
+
+    def idle() -> bool:
+        st = stats()
+        return st["state"] in ("idle", "error") and not st["queued"]
+
+    wait_until(idle, 120, lambda: f"the index to be idle: {stats()}")
 
 
 def _bind(pl: Place, src: str, path: str) -> None:

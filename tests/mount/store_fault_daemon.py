@@ -18,8 +18,9 @@ import ctypes
 import os
 import sys
 
-from memexfs import cli, store, store_process
+from memexfs import cli, store
 from memexfs.schema import FileRecord
+from memexfs.store import process as store_process
 
 GIL_BLOCK_S = 8
 _put_file = store.EdgeStore.put_file

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.mounting import REPO, force_unmount, is_mounted, memexfs_cmd, one_line
+from tests.waiting import eventually, pid_alive
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
 VENV_BIN = Path(memexfs_cmd()[0]).parent
@@ -50,16 +51,8 @@ def place(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     pid = int(lock.read_text().strip() or 0) if lock.exists() else 0
     if is_mounted(str(mnt)):
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True, timeout=15)
-    deadline = time.monotonic() + 10
-    while pid and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
+    if pid and not eventually(lambda: not pid_alive(pid), 10):
+        os.kill(pid, signal.SIGKILL)
     force_unmount(mnt)
 
 

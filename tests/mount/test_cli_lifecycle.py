@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.mounting import REPO, force_unmount, is_mounted, memexfs_cmd
+from tests.waiting import eventually, pid_alive, wait_pid_gone, wait_until
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(120)]
 
@@ -31,25 +32,12 @@ def daemon_pid(vault: Path) -> int:
     return int(json.loads((vault / ".memexfs" / "mount.json").read_text())["pid"])
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_gone(pid: int, mnt: Path, timeout: float) -> float:
     """Seconds until the daemon exited and the mount vanished; raises after ``timeout``."""
     t0 = time.monotonic()
-    while alive(pid) or is_mounted(str(mnt)):
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"pid {pid} alive={alive(pid)} mounted={is_mounted(str(mnt))}")
-        time.sleep(0.02)
+    wait_until(lambda: not pid_alive(pid) and not is_mounted(str(mnt)), timeout,
+               lambda: f"pid {pid} to go: alive={pid_alive(pid)} mounted={is_mounted(str(mnt))}",
+               interval=0.02)
     return time.monotonic() - t0
 
 
@@ -71,12 +59,8 @@ def place(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         except (OSError, ValueError):
             pass
     for pid in pids:
-        if pid and alive(pid):
-            deadline = time.monotonic() + 10
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        if pid and not eventually(lambda pid=pid: not pid_alive(pid), 10):
+            os.kill(pid, signal.SIGKILL)
     for m in (mnt, tmp_path / "mnt2"):
         force_unmount(m)
 
@@ -97,7 +81,7 @@ def test_mount_returns_when_live_then_umount(place: tuple[Path, Path]) -> None:
     assert is_mounted(str(mnt))  # live the moment the command returns
     assert (mnt / "hello.bin").read_bytes() == b"\0hello"
     pid = daemon_pid(vault)
-    assert alive(pid)
+    assert pid_alive(pid)
     assert pid != os.getpid()
     res = memexfs("umount", str(mnt))
     assert res.returncode == 0, res.stderr
@@ -201,7 +185,7 @@ def test_lock_and_mount_json_name_the_daemon(place: tuple[Path, Path]) -> None:
     assert memexfs("mount", "--no-watch", str(vault), str(mnt)).returncode == 0
     pid = daemon_pid(vault)
     assert int((vault / ".memexfs" / "lock").read_text()) == pid
-    assert alive(pid)
+    assert pid_alive(pid)
     assert supervisor_of(pid)
     assert memexfs("umount", str(mnt)).returncode == 0
 
@@ -238,7 +222,7 @@ def test_a_dead_daemon_is_recovered(place: tuple[Path, Path], command: str) -> N
     pid = daemon_pid(vault)
     os.kill(supervisor_of(pid), signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
-    wait_for_exit(pid, timeout=10)
+    wait_pid_gone(pid, timeout=10)
     assert is_mounted(str(mnt))
     target = vault if command == "status" else mnt
     line = assert_one_line_error(memexfs(command, str(target), timeout=60),
@@ -248,13 +232,6 @@ def test_a_dead_daemon_is_recovered(place: tuple[Path, Path], command: str) -> N
     res = memexfs("mount", "--no-watch", str(vault), str(mnt))  # and the vault mounts again
     assert res.returncode == 0, res.stderr
     assert memexfs("umount", str(mnt)).returncode == 0
-
-
-def wait_for_exit(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        assert time.monotonic() < deadline, f"pid {pid} still alive"
-        time.sleep(0.02)
 
 
 def test_kill9_is_cleaned_up_by_the_supervisor(place: tuple[Path, Path]) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.mount.trees import run_check
 from tests.mounting import force_unmount, is_mounted, mounted
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
 
@@ -52,15 +52,16 @@ def test_kill9_mid_copy_then_remount(tmp_path: Path) -> None:
         m.wait_idle(timeout=120)  # note.txt indexed: chunks exist that must stay consistent
         copy = subprocess.Popen(["cp", "-r", str(src), str(mnt / "copied")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while len(list((vault / "copied").rglob("*.txt"))) < 40:  # well into the copy...
+        def well_into_the_copy() -> bool:
             assert copy.poll() is None, "the copy finished before the crash; make it bigger"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+            return len(list((vault / "copied").rglob("*.txt"))) >= 40
+
+        wait_until(well_into_the_copy, 60, "the copy to get going", interval=0.01)
         os.write(fd, b"unsynced tail")  # in flight when the daemon dies: may or may not land
         m.proc.kill()  # ...and the daemon dies mid-work (mid-copy, mid-indexing)
         m.proc.wait(timeout=10)
-        _wait_detached(mnt, timeout=5)  # its supervisor aborts and detaches the mount
+        wait_until(lambda: not is_mounted(str(mnt)), 5,  # its supervisor aborts and detaches it
+                   "the dead daemon's mount to be detached", interval=0.02)
         force_unmount(mnt)
         assert not is_mounted(str(mnt))
         copy.wait(timeout=30)
@@ -84,13 +85,6 @@ def test_kill9_mid_copy_then_remount(tmp_path: Path) -> None:
     res = run_check(vault)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip().endswith("0 problem(s)"), res.stdout
-
-
-def _wait_detached(mnt: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while is_mounted(str(mnt)):
-        assert time.monotonic() < deadline, "the dead daemon's mount is still attached"
-        time.sleep(0.02)
 
 
 def _close_quietly(fd: int) -> None:

@@ -30,7 +30,9 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     # Written around the mount, so the first read of it reaches the daemon (not the page cache).
     (vault / "boom-io-read.bin").write_bytes(b"\0" * 4096)
     (vault / "fine.bin").write_bytes(b"\0fine")
-    with mounted(vault, mnt, "--no-watch", program=[sys.executable, str(FAULTY)]) as m:
+    # every fault planted is logged with its traceback; nothing else may be
+    with mounted(vault, mnt, "--no-watch", program=[sys.executable, str(FAULTY)],
+                 expect_log=("RuntimeError: injected fault",)) as m:
         yield m
 
 

@@ -22,7 +22,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from tests.mounting import (
     process_state,
     stuck_threads,
 )
+from tests.waiting import wait_until
 
 ROUNDS = int(os.environ.get("MEMEXFS_KILL_ROUNDS", "6"))
 GRACE_S = 5.0  # "a few seconds": a D state that outlives this is a hang
@@ -135,14 +135,6 @@ def _spawn(code: str, *args: str | Path, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=out, stderr=out, cwd="/")
 
 
-def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
-
-
 def _settle(procs: list[subprocess.Popen[bytes]], daemon: subprocess.Popen[bytes],
             mnt: Path) -> list[str]:
     """Wait up to GRACE_S for the load to exit, the daemon to be reaped and the mount to go;
@@ -187,7 +179,7 @@ def _kill_round(vault: Path, mnt: Path, work: Path, rnd: int, rng: random.Random
         load.append(_spawn(LISTER, mnt / "q" / QUERY, mnt / "w", log=log))
         outside = _spawn(OUTSIDE, vault / "w", log=log)
         try:
-            _wait_for(lambda: all(man.exists() and man.stat().st_size for man in manifests),
+            wait_until(lambda: all(man.exists() and man.stat().st_size for man in manifests),
                       30, f"writers made no progress:\n{log.read_text()}")
             time.sleep(rng.uniform(1.5, 5.0))
             assert m.proc.poll() is None, f"daemon died before the kill:\n{m.log_text()}"
@@ -248,10 +240,10 @@ def test_kill9_while_an_invalidation_waits_on_a_pending_create(tmp_path: Path) -
     with mounted(vault, mnt, "--no-watch",
                  program=[sys.executable, "-c", STALLING_DAEMON]) as m:
         creators = [_spawn(CREATE, mnt / "w" / "stall-1", log=log)]
-        _wait_for(lambda: bool(stuck_threads(m.proc.pid)), 10,
+        wait_until(lambda: bool(stuck_threads(m.proc.pid)), 10,
                   "the invalidation never waited on the folder lock")
         creators.append(_spawn(CREATE, mnt / "w" / "plain.txt", log=log))  # waits for the lock
-        _wait_for(lambda: process_state(creators[1].pid) == "D", 10, "no second creator waits")
+        wait_until(lambda: process_state(creators[1].pid) == "D", 10, "no second creator waits")
         m.proc.kill()
         try:
             assert _settle(creators, m.proc, mnt) == []

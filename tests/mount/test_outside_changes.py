@@ -4,23 +4,14 @@ the attribute timeout: the watcher drops the cached entries and attributes it co
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.mounting import mounted
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(120)]
-
-
-def _eventually(check: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_outside_edit_create_and_delete_are_seen_through_the_mount(tmp_path: Path) -> None:
@@ -35,9 +26,9 @@ def test_outside_edit_create_and_delete_are_seen_through_the_mount(tmp_path: Pat
         (vault / "d" / "f.txt").write_text("hello world, longer now\n")
         (vault / "d" / "g.txt").write_text("new\n")
         # well inside the 5 s attribute timeout: only an invalidation explains a fresh view
-        assert _eventually(lambda: os.stat(f).st_size == 24, timeout=4.0)
+        assert eventually(lambda: os.stat(f).st_size == 24, timeout=4.0)
         assert f.read_text() == "hello world, longer now\n"
         assert "g.txt" in os.listdir(m.mnt / "d")
         assert (m.mnt / "d" / "g.txt").read_text() == "new\n"
         (vault / "d" / "g.txt").unlink()
-        assert _eventually(lambda: not (m.mnt / "d" / "g.txt").exists(), timeout=4.0)
+        assert eventually(lambda: not (m.mnt / "d" / "g.txt").exists(), timeout=4.0)

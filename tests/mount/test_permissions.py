@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.mount.posix import UTIME_NOW, outcome, stat_sig, utimensat
-from tests.mount.trees import Trees
+from tests.mount.trees import Trees, assert_consistent, settle
 from tests.mount.users import as_user
 from tests.mounting import mounted
 
@@ -42,6 +42,8 @@ def trees() -> Iterator[Trees]:
         with mounted(base / "vault", base / "mnt", "--no-watch", "--allow-other") as m:
             yield Trees(m, ref)
             assert m.proc.poll() is None, m.log_text()
+            settle(m)
+        assert_consistent(base / "vault")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

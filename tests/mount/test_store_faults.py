@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import pytest
 
-from memexfs.store_process import ProcessStore
+from memexfs.store.process import ProcessStore
 from tests.mounting import REPO, Mount, mounted
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
@@ -116,7 +116,9 @@ def fault_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Moun
     marker = base / "gil-blocked"
     os.environ["MEMEXFS_TEST_GIL_MARKER"] = str(marker)
     try:
-        with mounted(base / "vault", base / "mnt", "--no-watch", program=PROGRAM) as m:
+        planted = ("index unavailable", "cannot mark", "Fatal Python error: Bus error")
+        with mounted(base / "vault", base / "mnt", "--no-watch", program=PROGRAM,
+                     expect_log=planted) as m:  # what the faults planted below log
             write(m.mnt / "zebra.txt", TEXT)
             write(m.mnt / "plain.txt", "plain bytes\n")
             m.wait_idle(timeout=240)
@@ -206,6 +208,7 @@ def _corrupt(index: Path) -> None:
             f.write(os.urandom(min(p.stat().st_size, 1 << 16)))
 
 
+@pytest.mark.expected_log("index unavailable: cannot open the index")
 def test_a_corrupt_index_still_mounts_and_serves_plain_files(tmp_path: Path) -> None:
     vault, mnt = tmp_path / "vault", tmp_path / "mnt"
     with mounted(vault, mnt, "--no-watch", program=PROGRAM) as m:
@@ -235,6 +238,7 @@ def test_a_corrupt_index_still_mounts_and_serves_plain_files(tmp_path: Path) -> 
         assert os.getxattr(m.mnt / "new.txt", "user.memex.status") == b"indexed"
 
 
+@pytest.mark.expected_log("cannot mark")  # the IndexFull that the test is about
 def test_a_full_index_disk_is_an_error_not_a_dead_daemon(tmp_path: Path) -> None:
     """The index on a small file system of its own, filled up: Qdrant Edge would die by SIGBUS
     in its mmapped files (and take the daemon along); the reserve refuses the write first."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.mounting import mounted
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(600)]
 
@@ -39,14 +39,6 @@ finally:
         met = met if met != "none" else errno.errorcode[e.errno]
 print(met)
 """
-
-
-def _wait_for(cond: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _free_bytes(path: Path) -> int:
@@ -80,7 +72,7 @@ def test_a_full_vault_is_enospc_to_the_writer_and_the_daemon_lives(tmp_path: Pat
             # a file closed while the disk is full makes the indexer write to the index, which
             # lives on the same full disk: refused before Qdrant's mmapped files could SIGBUS
             (m.mnt / "while-full.txt").touch()
-            _wait_for(lambda: "index disk full" in (m.stats()["last_error"] or ""), 120,
+            wait_until(lambda: "index disk full" in (m.stats()["last_error"] or ""), 120,
                       "the indexer to meet the full disk")
             assert m.proc.poll() is None, m.log_text()
             assert (m.mnt / "before.txt").read_text().startswith("zebra crossing")
@@ -90,15 +82,15 @@ def test_a_full_vault_is_enospc_to_the_writer_and_the_daemon_lives(tmp_path: Pat
             # FORGET that follows the unlink asynchronously (a few ms; passthrough_hp behaves the
             # same): keeping the descriptor until then is what stops the file system from reusing
             # the inode number while the kernel still knows it. CI once wrote in that window.
-            _wait_for(lambda: _free_bytes(disk) >= 64 << 20, 60,
+            wait_until(lambda: _free_bytes(disk) >= 64 << 20, 60,
                       "the removed file's space to come back")
             (m.mnt / "after.txt").write_text("zebra crossing again, once there is room\n")
-            _wait_for(lambda: _status(m.mnt / "after.txt") == b"indexed", 240,
+            wait_until(lambda: _status(m.mnt / "after.txt") == b"indexed", 240,
                       "indexing to resume")
             assert m.proc.poll() is None, m.log_text()
             names = [n for n in os.listdir(m.mnt / "q" / "zebra crossing") if n != ".results"]
             assert {"before.txt", "after.txt"} <= set(names)
-            _wait_for(lambda: _status(m.mnt / "while-full.txt") in (b"indexed", b"metadata-only"),
+            wait_until(lambda: _status(m.mnt / "while-full.txt") in (b"indexed", b"metadata-only"),
                       240, "the file closed while full to be indexed on a retry")
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)

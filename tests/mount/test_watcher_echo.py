@@ -14,26 +14,17 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.mounting import Mount, mounted
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
 
 _sentinels = itertools.count()
-
-
-def _eventually(check: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +45,7 @@ def settle(m: Mount, timeout: float = 20.0) -> dict[str, Any]:
     src = m.vault.parent / f"sentinel-{n}.txt"
     src.write_text(f"sentinel {n}\n")
     os.link(src, m.vault / src.name)
-    assert _eventually(lambda: m.stats()["outside_events"] > before, timeout), (
+    assert eventually(lambda: m.stats()["outside_events"] > before, timeout), (
         f"watcher never saw the sentinel: {m.stats()}\n{m.log_text()}")
     return m.stats()
 
@@ -115,7 +106,7 @@ def test_an_outside_write_right_after_ours_is_still_seen(m: Mount) -> None:
     assert os.stat(f).st_size == 17  # cached by the kernel for the attribute timeout (5 s)
     (m.vault / "both.txt").write_text("vault got this!!\n")  # same size, right after ours
     # well inside the attribute timeout: only the watcher's invalidation explains a fresh view
-    assert _eventually(lambda: f.read_text() == "vault got this!!\n", timeout=4.0)
+    assert eventually(lambda: f.read_text() == "vault got this!!\n", timeout=4.0)
     m.wait_idle(timeout=60)
     hits = (m.mnt / "q" / "vault got this" / ".results").read_text()
     assert "\tboth.txt\t" in hits
@@ -126,11 +117,11 @@ def test_a_name_that_is_not_utf8_does_not_stop_the_watcher(m: Mount) -> None:
     odd = os.path.join(os.fsencode(m.vault), b"caf\xe9.txt")
     with open(odd, "wb") as out:
         out.write(b"latin-1 name\n")
-    assert _eventually(lambda: m.stats()["watcher_restarts"] > restarts), m.stats()
-    assert _eventually(lambda: m.stats()["watcher"] == "watching"), m.stats()
+    assert eventually(lambda: m.stats()["watcher_restarts"] > restarts), m.stats()
+    assert eventually(lambda: m.stats()["watcher"] == "watching"), m.stats()
     (m.vault / "later.txt").write_text("an ordinary change after the failure\n")
     settle(m)
-    assert _eventually(lambda: "later.txt" in os.listdir(m.mnt), timeout=4.0)
+    assert eventually(lambda: "later.txt" in os.listdir(m.mnt), timeout=4.0)
     assert (m.mnt / "later.txt").read_text() == "an ordinary change after the failure\n"
     assert b"caf\xe9.txt" in os.listdir(os.fsencode(m.mnt))
     # and through the mount: the name reaches ops and the indexer as a surrogate-escaped str

@@ -31,3 +31,18 @@ def run_check(vault: Path) -> subprocess.CompletedProcess[str]:
     """``memexfs check VAULT`` (offline: takes the vault lock, so only after unmount)."""
     return subprocess.run(memexfs_cmd("check", str(vault)), capture_output=True, text=True,
                           timeout=120)
+
+
+def settle(m: Mount) -> None:
+    """Before the unmount: the daemon is alive and its index caught up, so the check after it
+    sees the index's final word, not a race with it."""
+    assert m.proc.poll() is None, f"daemon died:\n{m.log_text()[-4000:]}"
+    st = m.wait_idle(timeout=120)
+    assert st["state"] == "idle", st
+
+
+def assert_consistent(vault: Path) -> None:
+    """After the unmount: ``memexfs check`` finds vault, catalog and chunks in agreement."""
+    res = run_check(vault)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().endswith("0 problem(s)"), res.stdout

@@ -15,7 +15,7 @@ import pytest
 import memexfs
 from memexfs.errors import BadQuery, VaultLocked
 from memexfs.vault import Vault, VaultLock
-from tests.hashing import HashEncoder, fill
+from tests.fakes import HashEncoder, fill
 
 
 class Hash384(HashEncoder):

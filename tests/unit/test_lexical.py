@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memexfs.lexical import Lexical
+from memexfs.store.lexical import Lexical
 
 
 def _weights(vec: object) -> dict[int, float]:

@@ -16,7 +16,7 @@ from query.summary import (
     summarize,
     summarize_topic,
 )
-from tests.hashing import HashEncoder
+from tests.fakes import HashEncoder
 
 pytestmark = pytest.mark.timeout(30)
 

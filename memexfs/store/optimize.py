@@ -4,7 +4,7 @@ Qdrant Edge 0.9 has no background optimizer: ``EdgeShard.optimize()`` is synchro
 GIL for its whole run (111 s for 100k chunks here) and plans everything at once (no step-wise
 call, no incremental HNSW on upsert), and only one process may open a shard directory. So the
 store builds the index on a *copy*: it flushes, copies ``chunks/`` to ``chunks.build/`` (writes
-wait during the copy, searches do not), and runs ``python -m memexfs.store_optimize DIR`` on it
+wait during the copy, searches do not), and runs ``python -m memexfs.store build DIR`` on it
 — a separate process, niced, so the store's interpreter keeps answering. Every chunk write made
 after the copy is applied to the live shard and logged; when the builder is done the log is
 replayed onto the copy, and the copy replaces the live shard.
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 BUILD = ".build"  # the copy being optimised
 OLD = ".old"  # the live shard on its way out
 JOURNAL = ".swap"  # present from "the copy holds every write" until the swap is done
-BUILDER_ARGV: list[str] = [sys.executable, "-m", "memexfs.store_optimize"]
+BUILDER_ARGV: list[str] = [sys.executable, "-m", "memexfs.store", "build"]
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,8 @@ def build(shard: Path, indexing_threshold_kb: int | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="build HNSW in a copy of a chunk shard")
+    ap = argparse.ArgumentParser(prog="python -m memexfs.store build",
+                                 description="build HNSW in a copy of a chunk shard")
     ap.add_argument("shard", type=Path)
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--indexing-threshold-kb", type=int, default=None)
@@ -206,7 +207,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     changed = build(args.shard, args.indexing_threshold_kb, args.threads)
     log.info("index build in %s done (changed: %s)", args.shard, changed)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

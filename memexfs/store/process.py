@@ -3,7 +3,7 @@
 Qdrant Edge 0.9 holds the GIL while it blocks on disk (a frozen or slow index file system would
 stop every FUSE handler of the daemon), panics with an exception that is not an ``Exception``
 on a corrupt shard, and dies by SIGBUS when its mmapped files hit a full disk. So the daemon
-keeps ``EdgeStore`` in a child: a fresh interpreter (``python -m memexfs.store_process FD``,
+keeps ``EdgeStore`` in a child: a fresh interpreter (``python -m memexfs.store serve FD``,
 never a fork of the daemon with its trio and FUSE state) that inherits only one end of a
 socketpair, and answers one length-prefixed pickle message per call.
 
@@ -16,14 +16,12 @@ released), so whatever the engine does, plain file I/O in the daemon keeps going
 
 from __future__ import annotations
 
-import errno
 import faulthandler
 import logging
 import os
 import pickle
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -32,130 +30,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from memexfs import errors
 from memexfs.errors import IndexUnavailable, MemexError
 from memexfs.schema import FileRecord
-from memexfs.store import PAGE, ChunkHit, ChunkPoint, ChunkQuery, EdgeStore, Filter, is_panic
-from memexfs.store_optimize import IndexPolicy
+from memexfs.store.api import PAGE, ChunkHit, ChunkPoint, ChunkQuery, Filter
+from memexfs.store.edge import EdgeStore
+from memexfs.store.optimize import IndexPolicy
+from memexfs.store.wire import death, handle, rebuild_error, recv_msg, send_bytes, send_msg
 
 log = logging.getLogger(__name__)
 
 # Module-level so a test harness can point them elsewhere (a child with planted faults, short
 # deadlines); ProcessStore reads them when it is created.
-CHILD_ARGV: list[str] = [sys.executable, "-m", "memexfs.store_process"]
+CHILD_ARGV: list[str] = [sys.executable, "-m", "memexfs.store", "serve"]
 DEFAULT_TIMEOUT_S = 30.0  # per call, once the store is open
 OPEN_TIMEOUT_S = 120.0  # opening a large index replays its WAL
 BACKOFF_S = (0.5, 30.0)  # first and longest wait before restarting a failed store process
-
-# What the child answers to; iterators travel as pages (files_page / chunks_page).
-METHODS = frozenset({
-    "put_file", "get_file", "file_by_path", "update_file", "delete_file", "files_page",
-    "count_files", "put_chunks", "delete_chunks", "move_chunks", "chunk_vectors", "count_chunks",
-    "search", "search_batch", "chunks_page", "distinct", "flush", "close", "ping",
-    "index_status", "start_index_build", "poll_index_build",
-})
-_PASS_THROUGH = (ValueError, TypeError, KeyError)  # caller bugs keep their type across the pipe
-
-_HEADER = struct.Struct("!Q")
-_SMALL = 1 << 16
-
-
-# ---- framing -------------------------------------------------------------------------------
-def send_msg(sock: socket.socket, obj: Any, deadline: float | None = None) -> None:
-    send_bytes(sock, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), deadline)
-
-
-def send_bytes(sock: socket.socket, data: bytes, deadline: float | None = None) -> None:
-    _settimeout(sock, deadline)
-    if len(data) < _SMALL:
-        sock.sendall(_HEADER.pack(len(data)) + data)
-    else:  # no copy of a large payload just to prepend eight bytes
-        sock.sendall(_HEADER.pack(len(data)))
-        _settimeout(sock, deadline)
-        sock.sendall(data)
-
-
-def recv_msg(sock: socket.socket, deadline: float | None = None) -> Any:
-    (n,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
-    return pickle.loads(_recv_exact(sock, n, deadline))
-
-
-def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        _settimeout(sock, deadline)
-        k = sock.recv_into(view[got:])
-        if k == 0:
-            raise EOFError("the other end closed the connection")
-        got += k
-    return buf
-
-
-def _settimeout(sock: socket.socket, deadline: float | None) -> None:
-    if deadline is None:
-        sock.settimeout(None)
-        return
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("deadline passed")
-    sock.settimeout(left)
-
-
-# ---- replies -------------------------------------------------------------------------------
-Reply = tuple[Any, ...]
-
-
-def handle(store: Any, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[
-        Reply, bool]:
-    """Run one request against ``store``; returns (reply, fatal). Fatal means a panic: the
-    engine's state is unknown afterwards, so the child exits and the parent starts a new one."""
-    if method not in METHODS:
-        return ("err", "builtin", "ValueError", f"unknown store method {method!r}"), False
-    try:
-        return ("ok", getattr(store, method)(*args, **kwargs)), False
-    except MemexError as exc:
-        return ("err", "memex", type(exc).__name__, str(exc)), False
-    except _PASS_THROUGH as exc:
-        return ("err", "builtin", type(exc).__name__, str(exc)), False
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            return ("err", "memex", "IndexFull", f"index disk full: {exc}"), False
-        return ("err", "engine", type(exc).__name__, str(exc)), False
-    except Exception as exc:  # noqa: BLE001 (every engine error crosses the pipe as a reply)
-        return ("err", "engine", type(exc).__name__, str(exc)), False
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 (pyo3's PanicException is a BaseException)
-        kind = "panic" if is_panic(exc) else "engine"
-        return ("err", kind, type(exc).__name__, str(exc)), True
-
-
-def rebuild_error(reply: Reply) -> Exception:
-    """The exception a caller sees for an error reply."""
-    _, kind, name, message = reply
-    if kind == "memex":
-        cls = getattr(errors, name, None)
-        if isinstance(cls, type) and issubclass(cls, MemexError):
-            return cls(message)
-        return IndexUnavailable(message)
-    if kind == "builtin":
-        builtin = {c.__name__: c for c in _PASS_THROUGH}.get(name, ValueError)
-        return builtin(message)
-    if kind == "panic":
-        return IndexUnavailable(f"the index engine panicked: {message}")
-    return IndexUnavailable(f"index engine error: {name}: {message}")
-
-
-def _death(rc: int | None) -> str:
-    if rc is None:
-        return "index process stopped answering (killed)"
-    if rc < 0:
-        name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        hint = " (a full or vanished index disk?)" if -rc == signal.SIGBUS else ""
-        return f"index process died: {name} (signal {-rc}){hint}"
-    return f"index process exited with status {rc}"
 
 
 # ---- the parent side -----------------------------------------------------------------------
@@ -303,7 +192,7 @@ class ProcessStore:
                 self._lose(reason)
                 raise IndexUnavailable(reason) from None
             except (EOFError, OSError):
-                reason = _death(self._reap())
+                reason = death(self._reap())
                 self._lose(reason)
                 raise IndexUnavailable(reason) from None
             except IndexUnavailable as exc:  # the child could not open the index
@@ -516,7 +405,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not closed:  # the daemon went away (or SIGTERM): flush what we have
             store.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
