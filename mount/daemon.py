@@ -8,6 +8,7 @@ Nothing here implements behaviour; it builds the collaborators, mounts, and tear
 from __future__ import annotations
 
 import contextlib
+import errno
 import faulthandler
 import logging
 import logging.handlers
@@ -117,6 +118,21 @@ def _setup_logging(vault: Vault, opts: MountOptions) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("pyfuse3").addFilter(_expected_inval_failure)
+
+
+def _expected_inval_failure(record: logging.LogRecord) -> bool:
+    """pyfuse3 logs a refused cache invalidation as an ERROR with a traceback; ENOENT and ENOTDIR
+    only say the kernel no longer holds that entry (forgotten, or its parent's number now names
+    another object), which is what the invalidation wanted: kept, as DEBUG."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if (record.getMessage().startswith("Failed to submit invalidate")
+            and isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR)):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info, record.exc_text = None, None
+        record.msg, record.args = f"{record.getMessage()}: {exc.strerror}", None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
 
 
 async def serve(opts: MountOptions, vault: Vault, store: Store,

@@ -562,7 +562,11 @@ class MemexOperations(pyfuse3.Operations):
             raise _fuse(errno.EEXIST)
         os.link(node.proc, new_name, dst_dir_fd=parent.fd, follow_symlinks=True)
         self._left_node(node)  # its ctime and link count changed too
-        return self._made(parent, new_name)
+        made = self._made(parent, new_name)
+        path = self.relpath(parent, new_name)
+        if path and node.kind == stat.S_IFREG:  # a new name to find the file by
+            self.sink.changed(path)
+        return made
 
     # ------------------------------------------------------------------ files
     @staticmethod

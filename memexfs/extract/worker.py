@@ -9,6 +9,7 @@ exits when its parent goes away, so a runaway parser cannot outlive the mount.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +50,11 @@ def _watch_parent() -> None:
 
 def serve(sock: socket.socket, stdout: BinaryIO) -> None:
     """Answer requests until the daemon closes its end of ``sock``."""
+    with contextlib.suppress(BrokenPipeError, ConnectionError):  # the daemon died: just go
+        _serve(sock, stdout)
+
+
+def _serve(sock: socket.socket, stdout: BinaryIO) -> None:
     while True:
         msg, fds, flags, _ = socket.recv_fds(sock, MAX_REQUEST_BYTES, 4)
         if not msg and not fds:

@@ -387,7 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[store %(process)d]: "
                                "%(message)s")
-    config = recv_msg(sock)
+    try:
+        config = recv_msg(sock)
+    except (EOFError, ConnectionError):
+        return 0  # the daemon died before it asked for anything
     try:
         store = EdgeStore(config["root"], int(config["dim"]),
                           reserve_bytes=config.get("reserve_bytes"),
