@@ -16,6 +16,7 @@ released), so whatever the engine does, plain file I/O in the daemon keeps going
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -397,12 +398,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                           repair=bool(config.get("repair")),
                           index_policy=config.get("index_policy"))
     except MemexError as exc:
-        send_msg(sock, ("err", "memex", type(exc).__name__, str(exc)))
+        with contextlib.suppress(OSError):  # a daemon that is gone needs no answer
+            send_msg(sock, ("err", "memex", type(exc).__name__, str(exc)))
         return 1
     moved = str(store.moved_aside) if store.moved_aside else None
-    send_msg(sock, ("ok", {"pid": os.getpid(), "moved_aside": moved}))
     closed = False
     try:
+        try:
+            send_msg(sock, ("ok", {"pid": os.getpid(), "moved_aside": moved}))
+        except OSError:  # the daemon died while the shards opened: flush and go
+            return 0
         closed = serve(sock, store)
     finally:
         if not closed:  # the daemon went away (or SIGTERM): flush what we have
