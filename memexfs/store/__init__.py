@@ -35,12 +35,12 @@ from memexfs.store.edge import EdgeStore, default_reserve, is_panic
 from memexfs.store.open import open_store
 from memexfs.store.optimize import IndexPolicy
 from memexfs.store.process import ProcessStore
-from memexfs.store.server import ServerStore, collection_prefix
+from memexfs.store.server import ServerStore, Sharding, collection_prefix
 
 __all__ = [
     "DENSE", "PAGE", "SPARSE", "ChunkHit", "ChunkPoint", "ChunkQuery", "Condition", "EdgeStore",
     "Filter", "IndexFull", "IndexPolicy", "IndexTooNew", "IndexUnavailable", "IsEmpty", "Match",
-    "MatchAny", "ProcessStore", "Range", "SearchMode", "ServerStore", "Store",
+    "MatchAny", "ProcessStore", "Range", "SearchMode", "ServerStore", "Sharding", "Store",
     "collection_prefix", "default_reserve", "escape_str", "escape_value", "is_panic",
     "open_store", "unescape_str", "unescape_value",
 ]

@@ -112,7 +112,8 @@ def test_other_user_sees_only_readable_files(shared_mount: Mount) -> None:
     assert "secret" not in got["results"]
     assert "locked/" not in got["results"]
     rows = [ln for ln in got["results"].splitlines() if not ln.startswith("# ")]
-    assert got["results"].startswith("# rank") and len(rows) == 2  # the two visible rows
+    assert got["results"].startswith("# rank")
+    assert len(rows) == 2  # the two visible rows
     # (a row's extracted fields follow it as a "# <rank>\t..." line, issue 12)
     # Any other name in a query folder is a refinement (a folder): a hidden file's name looks
     # exactly like a name that matches nothing — it is never a result link.
