@@ -9,9 +9,11 @@ how gibberish scores 0.3 by meaning alone), and files far below the best one on 
 and the fused score, matching no hint, are dropped (``rel_cosine``/``rel_fused``). ``min:`` in a
 query replaces all of these with the user's own threshold.
 
-The displayed ``FileHit.score`` is the cosine similarity between the query and the file's best
+``FileHit.score`` is the ranking score: the fused score with boosts, divided by the best one
+possible for the query (a file on top of both lists matching every hint: 1.0), so it never goes
+up as the rank goes down. ``FileHit.cosine`` is the cosine of the query and the file's best
 chunk: fused scores are relative to one query, cosines are comparable across queries, which is
-what a ``min:`` threshold and the calibrated floor need.
+what a ``min:`` threshold and the calibrated floors need.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from memexfs.errors import NotFound
 from memexfs.fields_memory import DocFields
 from memexfs.store import ChunkHit, ChunkQuery, Filter, IsEmpty, Match, MatchAny, Store
+from query.boilerplate import LineFrequency, LineTable
 from query.filters import build_filter, hint_matches
 from query.fusion import FusionName, fuse
 from query.parse import Query, date_window
@@ -45,11 +48,12 @@ Mode = Literal["hybrid", "dense", "sparse"]
 class FileHit:
     path: str
     file_id: str
-    score: float  # cosine of the query and the file's best chunk
+    score: float  # ranking score in [0, 1], non-increasing with rank (see the module docstring)
     rank: int  # 1-based
     snippet: str
     title: str
     fields: DocFields | None = None  # extracted fields, from the best chunk's payload
+    cosine: float | None = None  # of the query and the best chunk; None for a filters-only query
 
 
 @dataclass
@@ -100,6 +104,14 @@ class Tuning:
     # the source's kind (and subject, for study notes) 17-36% of the time, barely above the
     # 12% of two random files; 0.40-0.60 ~30%, above 0.65 57-100%. 14% of pairs are dropped.
     related_floor: float = 0.40
+    # Snippets leave out lines held by more than this many distinct chunks of the vault
+    # (letterheads, footers: query.boilerplate). personal-dev dev queries' top 10s (206
+    # snippets): holding such a line 57% -> 0.5%; holding the invoice number or amount of an
+    # invoice hit 17% -> 25%; more than 5 chunks: 20% and 25%. More than 2 does as well as 3
+    # here but would take the three renderings of one invoice (PDF, e-mail, portal page) for
+    # boilerplate.
+    boiler_chunks: int = 3
+    boiler_wait: float = 1.0  # first search: seconds to wait for the first line table
 
 
 @dataclass
@@ -129,6 +141,7 @@ class SearchEngine:
         # a change every open query folder is searched again, without re-encoding.
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self.vector_cache_size = 512
+        self.lines = LineFrequency(store)  # line document frequencies, for snippets
 
     # -- catalog facts -------------------------------------------------------------------------
     def known_vendors(self) -> frozenset[str]:
@@ -160,6 +173,7 @@ class SearchEngine:
         with self._lock:
             self._vendors = None
             self._epoch += 1
+        self.lines.invalidate()
 
     # -- search --------------------------------------------------------------------------------
     def search(self, q: Query, mode: Mode = "hybrid") -> SearchResult:
@@ -341,9 +355,15 @@ class SearchEngine:
             floor = max(t.floor, t.lexical_floor)
             why = "the threshold for matches that share no word with the query"
         if best < floor:
-            return SearchResult([], f"nothing relevant: best score {best:.2f} is below {why} "
+            return SearchResult([], f"nothing relevant: best cosine {best:.2f} is below {why} "
                                     f"({floor:.2f})")
         best_fused = max(s for _, s in ranked)
+        # The best fused score possible: 1 (the store's fusions are not scaled: their best),
+        # plus every boost the query's hints can give.
+        top = best_fused if t.fusion in ("store-rrf", "store-dbsf") else 1.0
+        ceiling = max(top + sum(t.boosts.get(h, 0.0) for h in hint_matches(q, {})),
+                      best_fused) or 1.0
+        lines = self._line_table()
         hits: list[FileHit] = []
         for fid, fused in ranked:
             f = files[fid]
@@ -353,21 +373,27 @@ class SearchEngine:
             elif (not f.hinted and f.cosine < t.rel_cosine * best
                   and fused < t.rel_fused * best_fused):
                 continue
-            hits.append(self._hit(f, q.text, len(hits) + 1))
+            hits.append(self._hit(f, q.text, len(hits) + 1, max(fused, 0.0) / ceiling,
+                                  f.cosine, lines))
             if len(hits) >= q.k:
                 break
         return SearchResult(hits, None)
 
-    @staticmethod
-    def _hit(f: _File, text: str, rank: int, score: float | None = None) -> FileHit:
+    def _line_table(self) -> LineTable | None:
+        return self.lines.table(wait=self.tuning.boiler_wait)
+
+    def _hit(self, f: _File, text: str, rank: int, score: float, cosine: float | None,
+             lines: LineTable | None) -> FileHit:
         p: dict[str, Any] = f.best.payload if f.best is not None else {}
         path = str(p.get("path", ""))
+        t = self.tuning
+        common = None if lines is None else lambda line: lines.common(line, t.boiler_chunks)
         return FileHit(
-            path=path, file_id=f.file_id,
-            score=round(float(f.cosine if score is None else score), 4), rank=rank,
-            snippet=snippet(str(p.get("body", "")), text),
+            path=path, file_id=f.file_id, score=round(float(score), 4), rank=rank,
+            snippet=snippet(str(p.get("body", "")), text, common=common),
             title=str(p.get("title") or p.get("name") or path.rsplit("/", 1)[-1]),
-            fields=DocFields.from_payload(p))
+            fields=DocFields.from_payload(p),
+            cosine=None if cosine is None else round(float(cosine), 4))
 
     def _browse(self, q: Query, flt: Filter) -> SearchResult:
         """A query of filters only: matching files, hinted ones first, newest first."""
@@ -388,7 +414,8 @@ class SearchEngine:
 
         order = sorted(files.values(), key=key)
         kept = dict(self._drop_negated(q, [(f.file_id, 1.0) for f in order]))
-        hits = [self._hit(f, "", i + 1, 1.0)
+        lines = self._line_table()
+        hits = [self._hit(f, "", i + 1, 1.0, None, lines)
                 for i, f in enumerate(f for f in order if f.file_id in kept)][: q.k]
         return SearchResult(hits, None if hits else "every match contains a negated word")
 
@@ -418,6 +445,8 @@ class SearchEngine:
         title = rec.title or path.rsplit("/", 1)[-1]
         if not close:
             best = order[0].cosine if order else 0.0
-            return SearchResult([], f"nothing similar enough: best score {best:.2f} is below "
+            return SearchResult([], f"nothing similar enough: best cosine {best:.2f} is below "
                                     f"{floor:.2f}")
-        return SearchResult([self._hit(f, title, i + 1) for i, f in enumerate(close)], None)
+        lines = self._line_table()  # ranked by cosine: the ranking score is the cosine
+        return SearchResult([self._hit(f, title, i + 1, f.cosine, f.cosine, lines)
+                             for i, f in enumerate(close)], None)

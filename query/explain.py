@@ -50,7 +50,7 @@ def describe(q: Query, reason: str | None = None) -> str:
         lines.append(f"currency: {q.currency}")
     lines.append(f"results wanted (k): {q.k}")
     if q.min_score is not None:
-        lines.append(f"score floor (min): {q.min_score:g}")
+        lines.append(f"cosine floor (min): {q.min_score:g}")
     if q.today is not None:
         lines.append(f"today: {q.today.isoformat()}")
     if reason:

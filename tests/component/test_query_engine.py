@@ -6,6 +6,7 @@ thresholds); search quality is measured with the real encoder in bench/retrieval
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -16,12 +17,14 @@ import pytest
 
 from memexfs.errors import NotFound
 from memexfs.schema import FileRecord, location_payload
-from memexfs.store import ChunkPoint, EdgeStore
+from memexfs.store import ChunkHit, ChunkPoint, EdgeStore
+from query.boilerplate import LineFrequency
 from query.engine import SearchEngine, Tuning
 from query.filters import day_number
 from query.parse import parse
 from tests.fakes import HASH_DIM as DIM
 from tests.fakes import HashEncoder
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -60,21 +63,47 @@ def _payload(path: str, extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _put(store: EdgeStore, enc: HashEncoder, n: int, path: str, chunks: list[str],
+         extra: dict[str, Any]) -> None:
+    fid = f"00000000-0000-4000-8000-{n:012d}"
+    store.put_file(FileRecord(file_id=fid, path=path, size=1, mtime_ns=1, status="indexed",
+                              chunks=len(chunks)))
+    vecs = enc.encode(chunks)
+    store.put_chunks(fid, [
+        ChunkPoint(fid, i, vecs[i].tolist(), text,
+                   {**_payload(path, extra), "body": text, "chunk_index": i})
+        for i, text in enumerate(chunks)])
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchEngine]:
     root: Path = tmp_path_factory.mktemp("store")
     store = EdgeStore(root, DIM)
     enc = HashEncoder()
     for n, (path, chunks, extra) in enumerate(DOCS):
-        fid = f"00000000-0000-4000-8000-{n:012d}"
-        store.put_file(FileRecord(file_id=fid, path=path, size=1, mtime_ns=1, status="indexed",
-                                  chunks=len(chunks)))
-        vecs = enc.encode(chunks)
-        store.put_chunks(fid, [
-            ChunkPoint(fid, i, vecs[i].tolist(), text,
-                       {**_payload(path, extra), "body": text, "chunk_index": i})
-            for i, text in enumerate(chunks)])
+        _put(store, enc, n, path, chunks, extra)
     yield SearchEngine(store, enc, Tuning(floor=0.15))
+    store.close()
+
+
+LETTERHEAD = "Orbit Telecom Services · PO Box 88120, Seattle, WA 98138"
+FOOTER = "Questions about your bill? Email noreply@orbittelecom.net. Thank you for your business."
+MONTHS = ["January", "February", "March", "April", "May", "June"]
+
+
+def _bill(month: str) -> str:
+    return (f"{LETTERHEAD}\nBill to: Dana Whitfield\nFiber internet 500 Mbps for {month} "
+            f"${len(month)}0.99\n{FOOTER}")
+
+
+@pytest.fixture
+def bills(tmp_path: Path) -> Iterator[EdgeStore]:
+    """One vendor's monthly bills: the same letterhead and footer in every file."""
+    store = EdgeStore(tmp_path / "store", DIM)
+    for n, month in enumerate(MONTHS[:5]):
+        _put(store, HashEncoder(), n, f"Bills/orbit-{month}.txt", [_bill(month)],
+             {"kind": "invoice", "vendor": "orbit"})
+    yield store
     store.close()
 
 
@@ -172,8 +201,9 @@ def test_threshold_returns_a_reason(engine: SearchEngine) -> None:
     assert "share no word" in res.reason  # no BM25 hit: the stricter dense-only floor applied
     res = engine.search(parse("banana bread min:0.99", TODAY))
     assert res.hits == []
-    best = engine.search(parse("banana bread", TODAY)).hits[0].score
-    assert res.reason == f"nothing relevant: best score {best:.2f} is below min: (0.99)"
+    best = engine.search(parse("banana bread", TODAY)).hits[0].cosine
+    assert best is not None
+    assert res.reason == f"nothing relevant: best cosine {best:.2f} is below min: (0.99)"
 
 
 def test_weak_tail_below_the_best_hit_is_dropped(engine: SearchEngine) -> None:
@@ -278,3 +308,74 @@ def test_related_lists_only_files_that_are_close(engine: SearchEngine) -> None:
     assert acme.hits
     assert all(h.score >= engine.tuning.related_floor for h in acme.hits)
     assert len(acme.hits) < len(DOCS) - 1  # the unrelated notes and the recipe are not listed
+
+
+def test_scores_fall_with_rank_and_the_cosine_is_its_own_field(engine: SearchEngine) -> None:
+    """The ranking fuses dense and BM25: its score never goes up as the rank goes down, while
+    the cosine (what ``min:`` and the floors use) may."""
+    rising = 0
+    for name in ("acme invoice web hosting", "cell mitosis energy", "unpaid acme invoices",
+                 "invoice in EUR min:0", "recipe min:0"):
+        hits = engine.search(parse(name, TODAY, engine.known_vendors())).hits
+        assert hits, name
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True), name
+        assert all(0.0 <= s <= 1.0 for s in scores), name
+        cosines = [h.cosine if h.cosine is not None else 2.0 for h in hits]
+        assert all(-1.0 <= c <= 1.0 for c in cosines), name
+        rising += any(b > a for a, b in zip(cosines, cosines[1:], strict=False))
+    assert rising  # these queries show why the cosine is not the ranking score
+    top = engine.search(parse("banana bread overripe bananas", TODAY)).hits[0]
+    assert (top.path, top.score) == ("Recipes/banana-bread.txt", 1.0)  # first in both lists
+    floored = engine.search(parse("mitochondria respiration min:0.2", TODAY)).hits
+    assert floored
+    assert all(h.cosine is not None and h.cosine >= 0.2 for h in floored)
+
+
+def test_filter_only_and_related_scores(engine: SearchEngine) -> None:
+    browse = engine.search(parse("type:pdf", TODAY)).hits
+    assert browse
+    assert {(h.score, h.cosine) for h in browse} == {(1.0, None)}  # no words: no cosine
+    related = engine.related("Finance/Invoices/acme-0401.pdf").hits
+    assert related
+    assert all(h.score == h.cosine for h in related)  # ranked by the cosine itself
+
+
+def test_snippets_leave_out_a_vendors_letterhead_and_footer(bills: EdgeStore) -> None:
+    engine = SearchEngine(bills, HashEncoder(), Tuning(floor=0.0))
+    engine.lines.refresh()
+    hits = engine.search(parse("fiber internet bill March", TODAY)).hits
+    assert hits[0].path == "Bills/orbit-March.txt"
+    assert hits[0].snippet == "Fiber internet 500 Mbps for March $50.99"
+    plain = SearchEngine(bills, HashEncoder(), Tuning(floor=0.0, boiler_chunks=10))
+    plain.lines.refresh()  # no line is in more than 10 chunks: nothing is left out
+    shown = plain.search(parse("fiber internet bill March", TODAY)).hits[0].snippet
+    assert "Seattle, WA 98138 Bill to: Dana Whitfield Fiber internet" in shown
+    assert "Questions about your bill?" in shown
+
+
+def test_line_table_builds_in_the_background_and_after_index_changes(
+        bills: EdgeStore) -> None:
+    lines = LineFrequency(bills, min_interval=0.0)
+    first = lines.table(wait=30.0)  # a first search waits for the first table
+    assert first is not None
+    assert first.chunks == 5
+    assert first.common(FOOTER.split(". ")[-1], 3)
+    _put(bills, HashEncoder(), 5, "Bills/orbit-June.txt", [_bill("June")], {})
+    lines.invalidate()
+    assert lines.table() is first  # the last table serves while the new one builds
+    rebuilt = wait_until(lambda: (t := lines.table()) is not None and t.chunks == 6 and t,
+                         30.0, "a table of the six bills")
+    assert rebuilt.df(LETTERHEAD) == 6
+
+
+def test_a_failed_scan_leaves_snippets_unfiltered(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing:
+        def iter_chunks(self, flt: Any = None) -> Iterator[ChunkHit]:
+            raise RuntimeError("store closed")
+
+    caplog.set_level(logging.INFO, logger="query.boilerplate")
+    lines = LineFrequency(Failing(), min_interval=3600.0)  # type: ignore[arg-type]
+    assert lines.table(wait=30.0) is None  # the build ended (in failure) within the wait
+    assert "line frequencies not built: store closed" in caplog.text
+    assert lines.table() is None  # and is not retried before min_interval
