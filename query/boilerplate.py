@@ -28,6 +28,11 @@ from memexfs.store import Store
 
 log = logging.getLogger(__name__)
 
+# A scan of every chunk takes seconds at 100k chunks and more at a million: after a build that
+# took t seconds the next waits at least COST_SHARE * t, so the scans cost a vault that keeps
+# changing at most 2% of one core.
+COST_SHARE = 50.0
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _EDGES = re.compile(r"^[\W_]+|[\W_]+$")  # "## Bill to", "- Bill to:" and "bill to" are one line
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9]{2}[.?!])\s+")  # not after "Mr." or "1."
@@ -91,6 +96,7 @@ class LineFrequency:
         self._generation = 0  # bumped by invalidate()
         self._built = -1  # the generation the table was built from
         self._started = -float("inf")  # monotonic time the last build began (failed or not)
+        self._cost = 0.0  # seconds the last build took: rebuilds keep below 1/COST_SHARE of time
         self._done = threading.Event()  # set while no build is running
         self._done.set()
         self._lock = threading.Lock()
@@ -102,7 +108,8 @@ class LineFrequency:
         with self._lock:
             table = self._table
             stale = self._built != self._generation
-            due = time.monotonic() - self._started >= self.min_interval
+            due = time.monotonic() - self._started >= max(self.min_interval,
+                                                          COST_SHARE * self._cost)
             if stale and due and self._done.is_set():
                 self._start()
         if table is None and wait > 0 and self._done.wait(wait):
@@ -140,4 +147,6 @@ class LineFrequency:
             log.debug("line frequencies: %d shared lines over %d chunks in %.2fs",
                       len(table.counts), table.chunks, time.perf_counter() - t0)
         finally:
+            with self._lock:
+                self._cost = time.perf_counter() - t0
             self._done.set()
