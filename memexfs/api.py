@@ -46,11 +46,12 @@ class Result:
 
     path: str
     rel_path: str
-    score: float
+    score: float  # the ranking score: 1.0 is the best possible, it never rises with the rank
     rank: int
     snippet: str
     title: str
     fields: DocFields | None = None
+    cosine: float | None = None  # of the query and the file's best chunk (what min: uses)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def locate(path: str, exact: bool = False, state_dir: StateDir = None) -> Locati
 
 # ------------------------------------------------------------------------------ the vault
 def _parse_results(text: str, root: str) -> Results:
-    from mount.virtual import read_fields_line, unescape_field
+    from mount.virtual import read_cosine, read_fields_line, unescape_field
 
     hits: list[Result] = []
     reason = None
@@ -182,7 +183,8 @@ def _parse_results(text: str, root: str) -> Results:
         fields = read_fields_line(line)
         if fields is not None:  # the comment line after a row: that row's fields
             if hits and hits[-1].rank == fields[0]:
-                hits[-1] = dataclasses.replace(hits[-1], fields=fields[1])
+                hits[-1] = dataclasses.replace(hits[-1], fields=fields[1],
+                                               cosine=read_cosine(line))
             continue
         if line.startswith("# "):
             reason = line[2:]
@@ -196,7 +198,8 @@ def _parse_results(text: str, root: str) -> Results:
 
 def _results(result: Any, root: str) -> Results:
     return Results([Result(os.path.join(root, h.path), h.path, float(h.score), h.rank,
-                           h.snippet, h.title, h.fields) for h in result.hits], result.reason)
+                           h.snippet, h.title, h.fields, getattr(h, "cosine", None))
+                    for h in result.hits], result.reason)
 
 
 class Memex:
@@ -271,6 +274,14 @@ class Memex:
         from embed import load_encoder
 
         return load_encoder(self.encoder)
+
+    def _pipeline(self, vault: Any, store: Any) -> Any:
+        """The indexing pipeline, built in the indexer's worker thread (the encoder takes
+        seconds to load)."""
+        from memexfs.extract import Extractor
+        from memexfs.pipeline import Pipeline
+
+        return Pipeline(vault, store, self._load_encoder(), Extractor())
 
     # -- queries
     def query(self, query: str, k: int | None = None, today: date | None = None) -> Results:
@@ -371,11 +382,9 @@ class Memex:
         import trio
 
         from memexfs.indexer import Indexer
-        from memexfs.pipeline import pipeline_factory
 
         vault, store = self.offline()
-        indexer = Indexer(vault, store, pipeline_factory(vault, store, self.encoder),
-                          watch=False)
+        indexer = Indexer(vault, store, lambda: self._pipeline(vault, store), watch=False)
 
         async def run() -> None:
             async with trio.open_nursery() as nursery:

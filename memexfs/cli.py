@@ -581,7 +581,8 @@ def _open_for_query(a: argparse.Namespace) -> api.Memex:
 
 
 def _row(h: api.Result) -> dict[str, Any]:
-    return {"rank": h.rank, "score": h.score, "path": h.rel_path, "abs_path": h.path,
+    return {"rank": h.rank, "score": h.score, "cosine": h.cosine, "path": h.rel_path,
+            "abs_path": h.path,
             "snippet": h.snippet, "title": h.title,
             "fields": (h.fields or DocFields()).to_json()}
 

@@ -1,7 +1,8 @@
 """Domain errors and the one table that maps them to errno.
 
 Everything below the FUSE layer raises these (or OSError); ``mount.boundary`` turns them into
-``FUSEError`` with the errno below. Anything else becomes EIO, logged with its traceback.
+``FUSEError`` with the errno below. Anything else becomes EIO, logged with its traceback. The
+mount chooses an errno nowhere else: a handler says *what* went wrong by the class it raises.
 """
 
 from __future__ import annotations
@@ -23,26 +24,62 @@ class AlreadyExists(MemexError):
     errno = errno.EEXIST
 
 
-class NotEmpty(MemexError):
-    errno = errno.ENOTEMPTY
+class NotADirectory(MemexError):
+    errno = errno.ENOTDIR
+
+
+class IsADirectory(MemexError):
+    errno = errno.EISDIR
 
 
 class ReadOnly(MemexError):
     errno = errno.EROFS
 
 
-class BadQuery(MemexError):
-    """A /q name that cannot be parsed (bad filter value, control characters, too long)."""
+class PermissionDenied(MemexError):
+    """The caller may not reach or read this (EACCES)."""
 
+    errno = errno.EACCES
+
+
+class NotPermitted(MemexError):
+    """No caller may do this, whatever their rights (EPERM): e.g. set an index xattr."""
+
+    errno = errno.EPERM
+
+
+class Busy(MemexError):
+    """In use: a name the mount itself holds (a virtual root, the state folder), a vault."""
+
+    errno = errno.EBUSY
+
+
+class InvalidArgument(MemexError):
     errno = errno.EINVAL
+
+
+class BadQuery(InvalidArgument):
+    """A /q name that cannot be parsed (bad filter value, control characters, too long)."""
 
 
 class NameTooLong(MemexError):
     errno = errno.ENAMETOOLONG
 
 
-class PermissionDenied(MemexError):
-    errno = errno.EACCES
+class NoAttribute(MemexError):
+    """No such extended attribute: ENOATTR, which Linux spells ENODATA (as pyfuse3.ENOATTR)."""
+
+    errno = errno.ENODATA
+
+
+class NotSupported(MemexError):
+    errno = errno.EOPNOTSUPP
+
+
+class BadHandle(MemexError):
+    """A file handle the mount never gave out, or one already released."""
+
+    errno = errno.EBADF
 
 
 class IndexUnavailable(MemexError):
@@ -58,10 +95,8 @@ class IndexFull(IndexUnavailable):
     errno = errno.ENOSPC
 
 
-class VaultLocked(MemexError):
+class VaultLocked(Busy):
     """Another daemon already serves this vault."""
-
-    errno = errno.EBUSY
 
 
 def errno_of(exc: BaseException) -> int | None:

@@ -1,8 +1,9 @@
 """The one error boundary: every FUSE handler runs inside it.
 
 pyfuse3 ends the whole mount on any exception that is not ``FUSEError``, so each handler is wrapped:
-domain errors and ``OSError`` become their errno (table in ``memexfs.errors``); anything else is a
-bug, logged with its traceback, and answered with EIO — the mount stays up.
+domain errors and ``OSError`` become their errno (the one table, in ``memexfs.errors``: handlers
+raise what went wrong, never an errno); anything else is a bug, logged with its traceback, and
+answered with EIO — the mount stays up.
 """
 
 from __future__ import annotations
@@ -49,13 +50,26 @@ HANDLERS = (
 )
 
 
+def _own(cls: type, name: str) -> Any:
+    """The class's implementation of handler ``name``, on it or on one of its handler groups;
+    None where only pyfuse3's default (ENOSYS) answers."""
+    for klass in cls.__mro__:
+        if klass is pyfuse3.Operations:
+            return None
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
 def guard_all(cls: type) -> type:
-    """Wrap every FUSE handler the class defines; ``forget`` gets its own never-raise wrapper."""
+    """Wrap every FUSE handler the class implements; ``forget`` gets its own never-raise
+    wrapper."""
     for name in HANDLERS:
-        if name in cls.__dict__:
-            setattr(cls, name, guarded(cls.__dict__[name]))
-    if "forget" in cls.__dict__:
-        inner = cls.__dict__["forget"]
+        fn = _own(cls, name)
+        if fn is not None:
+            setattr(cls, name, guarded(fn))
+    inner = _own(cls, "forget")
+    if inner is not None:
 
         @functools.wraps(inner)
         async def forget(*args: Any, **kwargs: Any) -> None:

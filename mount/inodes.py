@@ -29,6 +29,8 @@ from typing import Any
 
 import pyfuse3
 
+from memexfs.errors import NotFound
+
 ROOT = pyfuse3.ROOT_INODE
 VIRTUAL_BASE = 1 << 63  # virtual node ids count up from here
 FALLBACK_BASE = 1 << 62  # a vault inode number that cannot serve as an id (the root's, 0, huge)
@@ -69,16 +71,15 @@ class InodeTable:
         self._next_fallback = FALLBACK_BASE
         self.nodes: dict[int, Node] = {}
         self._by_key: dict[tuple[int, int], int] = {}
-        root = Node(ROOT, root_fd, (st.st_dev, st.st_ino), nlookup=1,
-                    kind=stat.S_IFMT(st.st_mode))
-        self.nodes[ROOT] = root
-        self._by_key[root.key] = ROOT  # type: ignore[index]
+        key = (st.st_dev, st.st_ino)
+        self.nodes[ROOT] = Node(ROOT, root_fd, key, nlookup=1, kind=stat.S_IFMT(st.st_mode))
+        self._by_key[key] = ROOT
 
     def __getitem__(self, inode: int) -> Node:
         try:
             return self.nodes[inode]
         except KeyError:
-            raise OSError(2, "stale inode") from None
+            raise NotFound(f"stale inode {inode}") from None
 
     def _real_id(self, st: os.stat_result) -> int:
         ino = st.st_ino

@@ -10,7 +10,6 @@ as links, in ``.results``, in ``.topic`` and as topic folders.
 from __future__ import annotations
 
 import abc
-import errno
 import logging
 import os
 import stat
@@ -18,28 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyfuse3
 from pyfuse3 import EntryAttributes, RequestContext
 
 from memexfs.access import can_reach, can_read
-from memexfs.errors import NotFound
+from memexfs.errors import IsADirectory, NotADirectory, NotFound, PermissionDenied
 from mount.inodes import InodeTable, Node
+from mount.names import STATE_DIR, check_query
 from mount.ops import VirtualTree
-from mount.virtual import (
-    RESULTS,
-    BaseTree,
-    Hit,
-    Listing,
-    RelatedTree,
-    SearchBackend,
-    VObj,
-    _check_name,
-    _check_query,
-    _gids,
-    dedup_names,
-)
+from mount.virtual.base import BaseTree, SearchBackend, VObj
+from mount.virtual.caller import caller_gids
+from mount.virtual.related import RelatedTree
+from mount.virtual.results import Hit, Listing, dedup_names
 from query.knowledge import Knowledge
-from query.topics import UNSORTED
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +136,10 @@ class TopicsTree(KnowledgeMixin):
     async def lookup(self, parent: Node | None, name: str, ctx: RequestContext) -> Node:
         if parent is None:
             return self.root()
-        _check_name(name)
         obj: VObj = parent.virtual
         if obj.kind not in ("root", "dir"):
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
-        listing = self._listing_of(await self.listing(obj.segments, ctx.uid, _gids(ctx)))
+            raise NotADirectory("not a folder here")
+        listing = self._listing_of(await self.listing(obj.segments, ctx.uid, caller_gids(ctx)))
         if name in listing.dirs:
             return self.dir_node((*obj.segments, name), ctx.uid)
         if obj.kind == "dir" and name == TOPIC_FILE:
@@ -159,13 +147,13 @@ class TopicsTree(KnowledgeMixin):
         for hit in listing.hits:
             if hit.name == name:
                 return self._entry(listing, obj.segments, ctx.uid, hit)
-        raise pyfuse3.FUSEError(errno.ENOENT)
+        raise NotFound(name)
 
     async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
         if obj.kind not in ("root", "dir"):
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
-        listing = self._listing_of(await self.listing(obj.segments, ctx.uid, _gids(ctx)))
+            raise NotADirectory("not a folder here")
+        listing = self._listing_of(await self.listing(obj.segments, ctx.uid, caller_gids(ctx)))
         out = [(d, self.dir_node((*obj.segments, d), ctx.uid)) for d in listing.dirs]
         if obj.kind == "dir":
             out.insert(0, (TOPIC_FILE, self._about_node(listing, obj.segments, ctx.uid)))
@@ -230,15 +218,15 @@ class ConnectTree(KnowledgeMixin):
             return self.root()
         obj: VObj = parent.virtual
         if obj.kind == "root":
-            _check_query(name)
+            check_query(name)
             return self._first(name)
         if obj.kind == "browse":
-            _check_query(name)
+            check_query(name)
             segments = (*obj.segments, name)
-            await self.listing(segments, ctx.uid, _gids(ctx))
+            await self.listing(segments, ctx.uid, caller_gids(ctx))
             return self.dir_node(segments, ctx.uid)
         if obj.kind != "dir":
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
+            raise NotADirectory("not a folder here")
         return await self._dir_lookup(parent, name, ctx)
 
     def _first(self, name: str) -> Node:
@@ -254,7 +242,7 @@ class ConnectTree(KnowledgeMixin):
         if obj.kind in ("root", "browse"):
             return []  # any name is a subject
         if obj.kind != "dir":
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
+            raise NotADirectory("not a folder here")
         return await self._dir_entries(node, ctx)
 
 
@@ -296,20 +284,19 @@ class SummaryTree(KnowledgeMixin):
     async def lookup(self, parent: Node | None, name: str, ctx: RequestContext) -> Node:
         if parent is None:
             return self.root()
-        _check_name(name)
         obj: VObj = parent.virtual
         if obj.kind not in ("root", "browse"):
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
+            raise NotADirectory("not a folder here")
         segments = (*obj.segments, name)
-        if segments[0] == ".memexfs":
-            raise pyfuse3.FUSEError(errno.ENOENT)
+        if segments[0] == STATE_DIR:
+            raise NotFound(name)
         rel = "/".join(segments)
-        if not can_reach(self.vault_root, rel, ctx.uid, _gids(ctx)):
-            raise pyfuse3.FUSEError(errno.EACCES)
+        if not can_reach(self.vault_root, rel, ctx.uid, caller_gids(ctx)):
+            raise PermissionDenied(rel)
         try:
             st = os.lstat(os.path.join(self.vault_root, *segments))
         except OSError:
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
+            raise NotFound(name) from None
         if stat.S_ISDIR(st.st_mode):
             key = (segments, -1)
             node = self._dirs.get(key)
@@ -318,9 +305,9 @@ class SummaryTree(KnowledgeMixin):
                 self._dirs[key] = node
             return node
         if not stat.S_ISREG(st.st_mode):
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        if not can_read(self.vault_root, rel, ctx.uid, _gids(ctx)):
-            raise pyfuse3.FUSEError(errno.EACCES)
+            raise NotFound(name)
+        if not can_read(self.vault_root, rel, ctx.uid, caller_gids(ctx)):
+            raise PermissionDenied(rel)
         node = self._file_node(segments, ctx.uid)
         await self._text_of(node)  # the size a stat shows is the summary's
         return node
@@ -328,14 +315,14 @@ class SummaryTree(KnowledgeMixin):
     async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
         if obj.kind not in ("root", "browse"):
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
+            raise NotADirectory("not a folder here")
         rel = "/".join(obj.segments)
-        if obj.segments and not can_read(self.vault_root, rel, ctx.uid, _gids(ctx)):
-            raise pyfuse3.FUSEError(errno.EACCES)
+        if obj.segments and not can_read(self.vault_root, rel, ctx.uid, caller_gids(ctx)):
+            raise PermissionDenied(rel)
         folder = os.path.join(self.vault_root, *obj.segments)
         out = []
         for entry in sorted(os.listdir(folder)):
-            if not obj.segments and entry == ".memexfs":
+            if not obj.segments and entry == STATE_DIR:
                 continue
             segments = (*obj.segments, entry)
             try:
@@ -344,10 +331,10 @@ class SummaryTree(KnowledgeMixin):
                 continue
             path = "/".join(segments)
             if stat.S_ISDIR(st.st_mode) and can_reach(self.vault_root, path, ctx.uid,
-                                                      _gids(ctx)):
+                                                      caller_gids(ctx)):
                 out.append((entry, await self.lookup(node, entry, ctx)))
             elif stat.S_ISREG(st.st_mode) and can_read(self.vault_root, path, ctx.uid,
-                                                       _gids(ctx)):
+                                                       caller_gids(ctx)):
                 out.append((entry, self._file_node(segments, ctx.uid)))  # computed on read
         return out
 
@@ -362,7 +349,7 @@ class SummaryTree(KnowledgeMixin):
     async def read(self, node: Node, off: int, size: int) -> bytes:
         obj: VObj = node.virtual
         if obj.kind != "summary":
-            raise pyfuse3.FUSEError(errno.EISDIR)
+            raise IsADirectory("a folder has no text")
         return (await self._text_of(node))[off:off + size]
 
 
@@ -375,4 +362,4 @@ def knowledge_trees(inodes: InodeTable, knowledge: Knowledge, vault_root: str,
             "summary": SummaryTree(*args)}
 
 
-__all__ = ["RESULTS", "TOPIC_FILE", "UNSORTED", "knowledge_trees"]
+__all__ = ["TOPIC_FILE", "knowledge_trees"]

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from memexfs import cli
-from mount import virtual
+from mount.virtual import base
 from query.searcher import Searcher
 
 DEADLINE_S = 3.0
@@ -28,7 +28,7 @@ def hanging_search(self: Searcher, segments: Any, k: int | None = None) -> Any:
 
 
 Searcher.search = hanging_search  # type: ignore[method-assign]
-virtual.SEARCH_DEADLINE_S = DEADLINE_S
+base.SEARCH_DEADLINE_S = DEADLINE_S
 
 if __name__ == "__main__":
     sys.exit(cli.main(sys.argv[1:]))

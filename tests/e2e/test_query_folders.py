@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from mount.virtual import read_cosine
 from tests.conftest import PERSONAL, TODAY
 from tests.mounting import Mount, memexfs_cmd, mounted
 from tests.waiting import wait_until
@@ -39,11 +40,16 @@ def names(folder: Path) -> list[str]:
 
 
 def read_results(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """(rows, comment lines) of a folder's ``.results``."""
-    rows, comments = [], []
+    """(rows, comment lines) of a folder's ``.results``; a row's ``cosine`` comes from the
+    ``# <rank>\tcosine=...`` line after it."""
+    rows: list[dict[str, Any]] = []
+    comments = []
     for line in (folder / RESULTS).read_text().splitlines():
         if line.startswith("#"):
             comments.append(line[1:].strip())
+            cosine = read_cosine(line)
+            if cosine is not None and rows and line.startswith(f"# {rows[-1]['rank']}\t"):
+                rows[-1]["cosine"] = cosine
             continue
         rank, score, path, snip = line.split("\t")
         rows.append({"rank": int(rank), "score": float(score), "path": path, "snippet": snip})
@@ -114,6 +120,8 @@ def test_folder_lists_ranked_relative_symlinks_matching_results(personal_mount: 
         # score and snippet travel in .results; nothing must advertise unreadable names.
         assert os.listxattr(link, follow_symlinks=False) == []
         assert 0.0 < row["score"] <= 1.0
+        assert 0.0 < row["cosine"] <= 1.0
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     paths = [r["path"] for r in rows]
     assert len(set(paths)) == len(paths), "one result per file"
     # reading through the link gives the real bytes
@@ -154,10 +162,10 @@ def test_weak_tail_is_not_listed(personal_mount: Mount) -> None:
                   "notes about how cells make energy"):
         rows, _ = read_results(qdir(personal_mount, query))
         assert rows, query
-        best = max(r["score"] for r in rows)
-        assert min(r["score"] for r in rows) >= best / 3, (query, rows)
+        best = max(r["cosine"] for r in rows)
+        assert min(r["cosine"] for r in rows) >= best / 3, (query, rows)
     rows, _ = read_results(qdir(personal_mount, "vegetarian dinner ideas min:0"))
-    assert min(r["score"] for r in rows) < 0.2  # min: is the user's own floor: the tail is back
+    assert min(r["cosine"] for r in rows) < 0.2  # min: is the user's own floor: the tail is back
 
 
 # ---- quality against the labels ----------------------------------------------------------------
@@ -253,7 +261,7 @@ def test_filters(personal_mount: Mount) -> None:
     assert all(r["path"].startswith("2023/Finance/Invoices/") for r in inside)
     assert len(read_results(qdir(personal_mount, "invoices k:3"))[0]) == 3
     high = read_results(qdir(personal_mount, "dentist bills min:0.4"))[0]
-    assert all(r["score"] >= 0.4 for r in high)
+    assert all(r["cosine"] >= 0.4 for r in high)
     none = read_results(qdir(personal_mount, "dentist bills min:0.99"))
     assert none[0] == []
     assert none[1]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mount.virtual import Hit, Listing, escape_field, unescape_field
+from mount.virtual import (
+    Hit,
+    Listing,
+    escape_field,
+    read_cosine,
+    read_fields_line,
+    unescape_field,
+)
 
 
 @given(st.text())
@@ -29,3 +36,12 @@ def test_rows_are_one_line_each_whatever_the_names() -> None:
     assert [len(r) for r in rows] == [4, 4, 4]
     assert [unescape_field(r[2]) for r in rows] == ["x/a\tb", "y\\z/c\nd", "plain.md"]
     assert rows[0][3] == "first snippet line"
+
+
+def test_the_cosine_goes_on_the_line_after_its_row() -> None:
+    hits = [Hit("a.txt", "a.txt", 1.0, 1, "a", None, 0.4123),
+            Hit("b.txt", "b.txt", 0.5, 2, "b")]
+    lines = Listing(hits, None, generation=1).results_text().decode().splitlines()
+    assert lines[1:] == ["1\t1.0000\ta.txt\ta", "# 1\tcosine=0.4123", "2\t0.5000\tb.txt\tb"]
+    assert read_fields_line(lines[2]) == (1, None)  # no extracted field
+    assert [read_cosine(line) for line in lines] == [None, None, 0.4123, None]
