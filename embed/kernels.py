@@ -71,7 +71,7 @@ def _try_build(why: str) -> bool:
         build_inplace()
         importlib.invalidate_caches()
         return True
-    except Exception as exc:  # noqa: BLE001 - any build failure means fallback
+    except Exception as exc:  # any build failure means fallback
         log.warning("Cortex C kernels unavailable (%s); using the reference path", exc)
         return False
 

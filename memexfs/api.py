@@ -446,7 +446,7 @@ class Memex:
         return None if moved is None else str(moved)
 
 
-def open(vault: str | os.PathLike[str], *, encoder: str | None = None,  # noqa: A001
+def open(vault: str | os.PathLike[str], *, encoder: str | None = None,
          qdrant_url: str | None = None, create: bool = False,
          state_dir: StateDir = None) -> Memex:
     """Open a vault (a vault folder, its mountpoint, or a path inside either); ``create``

@@ -115,7 +115,7 @@ def parse_mail_ids(data: bytes) -> MailIds:
     head = data[:MAIL_HEADER_BYTES]
     try:
         msg = BytesHeaderParser(policy=compat32).parsebytes(head)
-    except Exception:  # noqa: BLE001 (a malformed header block is no thread, not an error)
+    except Exception:  # a malformed header block is no thread, not an error
         return MailIds()
 
     def ids(name: str) -> list[str]:

@@ -101,7 +101,7 @@ def extract_fd(fd: int, path: str, limits: Limits) -> Extracted:
                       mime=sniffed.mime)
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - parser bugs on hostile input become a status
+    except Exception as exc:  # parser bugs on hostile input become a status
         log.debug("parser crashed on %s", path, exc_info=True)
         return failed(path, f"{sniffed.doc_type} parser error: {type(exc).__name__}: {exc}",
                       doc_type=sniffed.doc_type, mime=sniffed.mime)

@@ -87,7 +87,7 @@ def _answer(msg: bytes, flags: int, fd: int | None) -> tuple[Extracted, bool]:
     except MemoryError:
         # the heap may be in a bad state: let the parent start a fresh one
         return failed(path, f"out of memory (limit {limits.memory_mb} MB)"), True
-    except Exception as exc:  # noqa: BLE001 - our bug, not the file's: retried later
+    except Exception as exc:  # our bug, not the file's: retried later
         log.error("extract worker error on %s", path, exc_info=True)
         return failed(path, f"extract worker error: {type(exc).__name__}: {exc}",
                       transient=True), False

@@ -164,7 +164,7 @@ class EdgeStore(BackgroundIndex):
                 return
             except (KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException as exc:  # noqa: BLE001 (corrupt shards panic: not an Exception)
+            except BaseException as exc:  # corrupt shards panic: not an Exception
                 self._close_open_shards()
                 if "WouldBlock" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.1)  # the previous owner is still closing
@@ -205,7 +205,7 @@ class EdgeStore(BackgroundIndex):
             if shard is not None:
                 try:
                     shard.close()
-                except BaseException:  # noqa: BLE001 (a half-open corrupt shard may panic)
+                except BaseException:  # a half-open corrupt shard may panic
                     log.debug("closing a half-open shard failed", exc_info=True)
 
     def _check_space(self) -> None:

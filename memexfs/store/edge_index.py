@@ -196,7 +196,7 @@ class BackgroundIndex:
             if not committed:
                 try:
                     built.close()
-                except BaseException:  # noqa: BLE001 (a panicking close must not mask it)
+                except BaseException:  # a panicking close must not mask it
                     log.debug("closing the built shard failed", exc_info=True)
                 self._abandon_build()
             else:
@@ -218,7 +218,7 @@ class BackgroundIndex:
                 finish_swap(live)
                 self._chunks = qe.EdgeShard.load(str(live))
                 log.error("index swap failed after its commit point; finished it on retry")
-            except BaseException:  # noqa: BLE001 (the next open completes it: recover())
+            except BaseException:  # the next open completes it: recover()
                 log.critical("index swap failed after its commit point; reopen to finish it",
                              exc_info=True)
 

@@ -90,7 +90,7 @@ def unavailable(exc: Exception) -> str | None:
             return None
         try:
             return f"HTTP {code}: {exc.structured()['status']['error']}"
-        except Exception:  # noqa: BLE001 (no JSON body: the status line says enough)
+        except Exception:  # no JSON body: the status line says enough
             return f"HTTP {code} {exc.reason_phrase}"
     if isinstance(exc, ResponseHandlingException):  # the transport failed, or a reply's shape
         return None if isinstance(exc.source, ValidationError) else str(exc.source) or repr(exc)

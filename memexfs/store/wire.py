@@ -99,11 +99,11 @@ def handle(store: Any, method: str, args: Sequence[Any], kwargs: dict[str, Any])
         if exc.errno == errno.ENOSPC:
             return ("err", "memex", "IndexFull", f"index disk full: {exc}"), False
         return ("err", "engine", type(exc).__name__, str(exc)), False
-    except Exception as exc:  # noqa: BLE001 (every engine error crosses the pipe as a reply)
+    except Exception as exc:  # every engine error crosses the pipe as a reply
         return ("err", "engine", type(exc).__name__, str(exc)), False
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 (pyo3's PanicException is a BaseException)
+    except BaseException as exc:  # pyo3's PanicException is a BaseException
         kind = "panic" if is_panic(exc) else "engine"
         return ("err", kind, type(exc).__name__, str(exc)), True
 

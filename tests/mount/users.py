@@ -26,7 +26,7 @@ def as_user(uid: int, gid: int, fn: Callable[..., Any], *args: Any,
             os.umask(0o022)
             res = outcome(fn, *args)
             os.write(w, pickle.dumps(res))
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised
+        except BaseException as exc:  # reported to the parent, never raised
             os.write(w, pickle.dumps(("crash", repr(exc))))
             code = 1
         finally:

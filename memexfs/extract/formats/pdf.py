@@ -42,7 +42,7 @@ def parse_pdf(data: bytes, sniffed: Sniffed, job: Job) -> Parsed:
         for i, page in enumerate(pages):
             try:
                 page_text = _page_text(page)
-            except Exception as exc:  # noqa: BLE001 - one bad page must not lose the others
+            except Exception as exc:  # one bad page must not lose the others
                 warnings.append(f"page {i + 1}: {type(exc).__name__}: {exc}"[:300])
                 continue
             parts.append(page_text.strip())
@@ -66,7 +66,7 @@ def _page_text(page: Any) -> str:
     fall back to plain mode where layout mode fails on odd content streams."""
     try:
         text = page.extract_text(extraction_mode="layout") or ""
-    except Exception:  # noqa: BLE001 - layout mode is the less robust of the two
+    except Exception:  # layout mode is the less robust of the two
         text = ""
     if not text.strip():
         text = page.extract_text() or ""

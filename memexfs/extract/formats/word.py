@@ -28,7 +28,7 @@ def parse_docx(data: bytes, sniffed: Sniffed, job: Job) -> Parsed:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:
         raise ExtractionError(f"unreadable DOCX: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - lxml/zipfile raise many types on corrupt files
+    except Exception as exc:  # lxml/zipfile raise many types on corrupt files
         raise ExtractionError(f"unreadable DOCX: {type(exc).__name__}: {exc}") from exc
     lines: list[str] = []
     for block in document.iter_inner_content():
