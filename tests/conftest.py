@@ -1,4 +1,4 @@
-"""Shared fixtures. Layers: unit (pure) -> ops (mount/ops.py's handlers, no kernel) -> component
+"""Shared fixtures. Layers: unit (pure) -> ops (mount/ops/'s handlers, no kernel) -> component
 (real Qdrant Edge, extractor, encoder) -> mount (real FUSE, daemon in a subprocess) -> e2e (real
 encoder through a real mount).
 

@@ -293,7 +293,7 @@ def test_bad_names_are_einval(personal_mount: Mount) -> None:
 def test_q_is_read_only(personal_mount: Mount) -> None:
     """Writes fail with EROFS, also those that make a new name: any name inside /q is a query,
     but a lookup made by a system call that creates a name answers ENOENT, so the kernel asks
-    the handler, which refuses (mount.virtual._caller_intent)."""
+    the handler, which refuses (mount.virtual.caller.caller_intent)."""
     folder = qdir(personal_mount, "acme invoices")
     first = folder / names(folder)[0]
     before = sorted(p.relative_to(personal_mount.vault).as_posix()

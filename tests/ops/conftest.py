@@ -1,4 +1,4 @@
-"""The ``Operations`` layer: mount/ops.py's handlers called directly, without a kernel.
+"""The ``Operations`` layer: mount/ops/'s handlers called directly, without a kernel.
 
 A temporary folder stands in for the vault, a ``RecordingSink`` for the index and a fake
 request context for the caller; the handlers run in a trio test, as under ``pyfuse3.main``.
