@@ -35,3 +35,8 @@ def test_a_date_in_prose_is_said_to_rank_only() -> None:
 def test_the_engines_note_is_kept_on_one_line() -> None:
     got = _lines(describe(parse("soup", TODAY), "nothing relevant:\nbest 0.1"))
     assert got["note"] == "nothing relevant: best 0.1"
+
+
+def test_min_is_said_to_floor_the_cosine() -> None:
+    got = _lines(describe(parse("dentist bills min:0.4", TODAY)))
+    assert got["cosine floor (min)"] == "0.4"
