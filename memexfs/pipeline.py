@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,15 +217,3 @@ class Pipeline:
         preps = [self.prepare(p) for p in paths]
         self.embed(preps)
         return {p.rec.path: self.commit(p) for p in preps}
-
-
-def pipeline_factory(vault: Vault, store: Store,
-                     encoder_name: str | None) -> Callable[[], Pipeline]:
-    """A deferred Pipeline: the encoder loads (seconds) in the indexer's worker thread."""
-
-    def factory() -> Pipeline:
-        from embed import load_encoder
-
-        return Pipeline(vault, store, load_encoder(encoder_name), Extractor())
-
-    return factory

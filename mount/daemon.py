@@ -3,6 +3,11 @@
 Nothing here implements behaviour; it builds the collaborators, mounts, and tears down in order
 (S3QL's ``mount.py``). The parent process returns once the mount is live (or failed), unless
 ``foreground``.
+
+The mount answers the real tree before anything heavy is loaded: the indexing pipeline
+(extraction, fields, chunking), the search engine and the knowledge engine (numpy, topic models)
+and the encoder are imported or built on first use or in the background once the mount is up,
+never on the way to ``pyfuse3.init``.
 """
 
 from __future__ import annotations
@@ -16,29 +21,32 @@ import os
 import resource
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyfuse3
 import trio
 
 from memexfs.errors import MemexError
 from memexfs.indexer import Indexer
-from memexfs.pipeline import pipeline_factory
 from memexfs.store import Store, open_store
 from memexfs.vault import Vault, VaultLock
-from mount import supervisor
+from mount import kernel_cache, supervisor
 from mount.knowledge_trees import knowledge_trees
 from mount.ops import MemexOperations
 from mount.virtual import ControlTree, QueryTree, RelatedTree, SearchBackend
-from query.knowledge import Knowledge
 from query.searcher import Searcher
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from embed import Encoder
+    from memexfs.pipeline import Pipeline
+    from query.knowledge import Knowledge
 
 log = logging.getLogger("memexfs")
 
@@ -77,6 +85,7 @@ def _raise_fd_limit() -> None:
 
 
 LOG_BYTES, LOG_BACKUPS = 5 << 20, 3
+LIVE_PROBE_S = 5.0  # a loop slower than this to answer its first request is told ready anyway
 STATE_UMASK = 0o077
 
 
@@ -135,6 +144,60 @@ def _expected_inval_failure(record: logging.LogRecord) -> bool:
     return True
 
 
+class LazyKnowledge:
+    """The knowledge engine, built on first use: importing ``query.knowledge`` (numpy, topic
+    models) is not on the way to the mount. Until then it is not ready, and the index changes it
+    is told are kept for it (a topic model saved by an earlier mount must still learn them);
+    its generation keeps counting across the hand-over, so listing caches never see it repeat."""
+
+    def __init__(self, make: Callable[[], Knowledge]) -> None:
+        self._make = make
+        self._made: Knowledge | None = None
+        self._early: set[str] = set()
+        self._offset = 0  # changes told before it was built
+        self._lock = threading.Lock()
+
+    def get(self) -> Knowledge:
+        with self._lock:
+            if self._made is None:
+                made = self._make()
+                if self._early:
+                    made.changed(self._early)
+                self._made, self._early = made, set()
+            return self._made
+
+    def generation(self) -> int:
+        made = self._made
+        return self._offset + (made.generation() if made is not None else 0)
+
+    def ready(self) -> bool:
+        return self._made is not None and self._made.ready()
+
+    def changed(self, paths: Iterable[str]) -> None:
+        with self._lock:
+            if self._made is None:
+                self._early.update(paths)
+                self._offset += 1
+                return
+        self._made.changed(paths)
+
+    def close(self) -> None:
+        if self._made is not None:
+            self._made.close()
+
+    def __getattr__(self, name: str) -> Any:  # the rest of what the knowledge trees ask
+        return getattr(self.get(), name)
+
+
+def _pipeline(vault: Vault, store: Store, encoder_name: str | None) -> Pipeline:
+    """The indexing pipeline, built in the indexer's worker thread (the encoder takes seconds)."""
+    from embed import load_encoder
+    from memexfs.extract import Extractor
+    from memexfs.pipeline import Pipeline
+
+    return Pipeline(vault, store, load_encoder(encoder_name), Extractor())
+
+
 async def serve(opts: MountOptions, vault: Vault, store: Store,
                 ready: Callable[[], None]) -> None:
     def load_encoder() -> Encoder:
@@ -145,8 +208,14 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
     engine = Searcher(store, load_encoder, opts.today)
     owner = (os.getuid(), os.getgid())
     trees: list[Any] = []
-    # One encoder for search and knowledge: the Searcher's (loaded on first use by either).
-    knowledge = Knowledge(store, vault.root, lambda: engine.engine().encoder, vault.state)
+
+    def make_knowledge() -> Knowledge:
+        from query.knowledge import Knowledge
+
+        # One encoder for search and knowledge: the Searcher's (loaded on first use by either).
+        return Knowledge(store, vault.root, lambda: engine.engine().encoder, vault.state)
+
+    knowledge = LazyKnowledge(make_knowledge)
 
     def on_change(paths: set[str]) -> None:
         engine.invalidate()
@@ -159,9 +228,9 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
     async def on_outside(paths: list[str]) -> None:
         stale = ops_ref[0].invalidate_paths(paths)
         if stale:
-            await trio.to_thread.run_sync(_invalidate_inodes, stale)
+            await trio.to_thread.run_sync(kernel_cache.drop_inodes, stale)
 
-    indexer = Indexer(vault, store, pipeline_factory(vault, store, opts.encoder),
+    indexer = Indexer(vault, store, lambda: _pipeline(vault, store, opts.encoder),
                       on_change=on_change, watch=opts.watch, on_outside=on_outside)
     ops = MemexOperations(str(vault.root), sink=indexer)
     ops_ref.append(ops)
@@ -182,7 +251,8 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
     ctl = ControlTree(ops.inodes, indexer.stats.to_json, lambda: indexer.idle,
                       indexer.changed, owner)
     ops.virtual.update({"q": qtree, "related": rtree, ".memexfs": ctl})
-    ktrees = knowledge_trees(ops.inodes, knowledge, str(vault.root), owner)
+    # the trees ask it only in their handlers, once the mount is up
+    ktrees = knowledge_trees(ops.inodes, cast("Knowledge", knowledge), str(vault.root), owner)
     trees.extend(ktrees.values())  # invalidated with /q and /related on every index change
     ops.virtual.update(ktrees)
 
@@ -199,14 +269,21 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
         log.info("mounted %s on %s", vault.root, opts.mountpoint)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals, nursery.cancel_scope)
-            await nursery.start(indexer.run)
-            ready()
 
             async def fuse_main() -> None:
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()  # unmounted from outside (fusermount -u)
 
             nursery.start_soon(fuse_main)
+            # The mount first, then the background work, what a query needs before the rest:
+            # the engine's imports and the encoder (~0.7 s), then the indexer's start (watcher,
+            # catalog scroll, reconcile; its pipeline reuses the encoder). Each holds the GIL
+            # for hundreds of ms: started before the loop, they kept the first ``ls`` waiting,
+            # and side by side they slowed the first query. Notifications queue meanwhile.
+            await _answering(mountpoint)
+            ready()
+            await _warm(engine)
+            await nursery.start(indexer.run)
         unmounted = True
     finally:
         sd_notify("STOPPING=1")
@@ -225,6 +302,26 @@ async def serve(opts: MountOptions, vault: Vault, store: Store,
         log.info("unmounted %s (%s)", opts.mountpoint, "clean" if unmounted else "error")
 
 
+async def _answering(mountpoint: str) -> None:
+    """Until the request loop answers a ``stat`` of the mount's root (asked from a worker
+    thread: this one serves it), at most ``LIVE_PROBE_S``."""
+    with trio.move_on_after(LIVE_PROBE_S):
+        try:
+            await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+        except OSError as exc:
+            log.warning("the new mount does not answer a stat of its root: %s", exc)
+
+
+async def _warm(engine: Searcher) -> None:
+    """Once the mount is up: the search engine and the encoder, loaded in a worker thread so the
+    first query does not wait for them (the indexer's pipeline shares the encoder: one per
+    process). A failure is the first search's, and the pipeline's, to report."""
+    try:
+        await trio.to_thread.run_sync(engine.engine, abandon_on_cancel=True)
+    except Exception as exc:
+        log.info("search engine not preloaded: %s", exc)
+
+
 def _start_supervisor(mountpoint: str, log_file: str | None) -> tuple[Any, int]:
     """The watcher that aborts the connection if this process dies with the mount up."""
     entry = supervisor.find_mount(mountpoint)
@@ -239,15 +336,6 @@ def _reap(watcher: Any) -> None:
         watcher.wait(timeout=2)
     except Exception:  # a stuck watcher must not hold up the unmount
         log.warning("supervisor %s did not exit", watcher.pid)
-
-
-def _invalidate_inodes(inodes: list[int]) -> None:
-    """Worker thread: the kernel may write back dirty pages (served by our loop) first."""
-    for inode in inodes:
-        try:
-            pyfuse3.invalidate_inode(pyfuse3.InodeT(inode))
-        except (OSError, pyfuse3.FUSEError):
-            pass
 
 
 async def _signals(scope: trio.CancelScope) -> None:

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfuse3 import EntryAttributes, RequestContext
 
@@ -28,7 +28,9 @@ from mount.virtual.base import BaseTree, SearchBackend, VObj
 from mount.virtual.caller import caller_gids
 from mount.virtual.related import RelatedTree
 from mount.virtual.results import Hit, Listing, dedup_names
-from query.knowledge import Knowledge
+
+if TYPE_CHECKING:  # built by the daemon on first use: numpy stays out of the mount's start
+    from query.knowledge import Knowledge
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,6 @@
 """Query side of MemexFS: parse a /q folder name, search the index, one result per file.
 
-``parse(name, today)`` -> :class:`Query`; ``SearchEngine(store, encoder).search(query)`` ->
-:class:`SearchResult` of :class:`FileHit`; ``.related(path)`` for files like a given one.
+``query.parse.parse(name, today)`` -> ``Query``; ``query.engine.SearchEngine(store,
+encoder).search(query)`` -> ``SearchResult`` of ``FileHit``; ``.related(path)`` for files like a
+given one. Nothing is imported here: the mount imports the parser, not the engine (numpy).
 """
-
-from __future__ import annotations
-
-from query.engine import FileHit, SearchEngine, SearchResult, Tuning
-from query.parse import Query, parse
-
-__all__ = ["FileHit", "Query", "SearchEngine", "SearchResult", "Tuning", "parse"]

@@ -2,7 +2,8 @@
 Python API, so a folder and a command given the same words always answer the same.
 
 The encoder loads lazily, on the first search (seconds, once): the caller passes a factory, so
-this layer never imports the encoder package itself.
+this layer never imports the encoder package itself. The engine (numpy and the ranking code) is
+imported then too, so a mount that builds a Searcher is not slowed down by it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from memexfs.store import Store
-from query.engine import SearchEngine, SearchResult, Tuning
 from query.explain import describe
 from query.parse import Query, parse
 
 if TYPE_CHECKING:
     from embed import Encoder
+    from query.engine import SearchEngine, SearchResult, Tuning
 
 
 class Searcher:
@@ -40,6 +41,8 @@ class Searcher:
     def engine(self) -> SearchEngine:
         with self._lock:
             if self._engine is None:
+                from query.engine import SearchEngine
+
                 self._engine = SearchEngine(self.store, self._load(), self._tuning)
             return self._engine
 

@@ -134,6 +134,9 @@ class RecordingSink(NullSink):
     def moved(self, old: str, new: str) -> None:
         self.calls.append(("moved", old, new))
 
+    def exchanged(self, a: str, b: str) -> None:
+        self.calls.append(("exchanged", a, b))
+
     def status_of(self, path: str) -> str | None:
         return self.status.get(path)
 
@@ -144,13 +147,22 @@ class RecordingSink(NullSink):
         """What an index holding ``paths`` (path -> identity) holds after the recorded calls:
         the net effect of the moves, whatever intermediate names they went through."""
         out = dict(paths)
+
+        def under(top: str) -> list[str]:
+            return [p for p in out if p == top or p.startswith(top + "/")]
+
         for call in self.calls:
             if call[0] == "removed":
                 out.pop(call[1], None)
             elif call[0] == "moved":
                 old, new = call[1], call[2]
-                for p in [p for p in out if p == old or p.startswith(old + "/")]:
+                for p in under(old):
                     out[new + p[len(old):]] = out.pop(p)
+            elif call[0] == "exchanged":
+                a, b = call[1], call[2]
+                swap = {b + p[len(a):]: out.pop(p) for p in under(a)}
+                swap.update({a + p[len(b):]: out.pop(p) for p in under(b)})
+                out.update(swap)
         return out
 
 

@@ -27,6 +27,7 @@ import trio
 
 from memexfs import reconcile
 from memexfs.errors import IndexUnavailable
+from memexfs.indexer.queued import Changed
 from memexfs.indexer.stats import Stats, StatusMirror
 from memexfs.indexer.stream import _Stream
 
@@ -40,7 +41,6 @@ class Indexer(_Stream):
 
     # ------------------------------------------------------------- the task
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self._trio_token = trio.lowlevel.current_trio_token()
         task_status.started()
         async with trio.open_nursery() as nursery:
             if self.watch:  # first: what changes while we reconcile is queued, not missed
@@ -59,8 +59,8 @@ class Indexer(_Stream):
                 log.exception("cannot start the indexing pipeline")
                 return
             self.stats.encoder = self.pipeline.encoder.name
-            for path in await self._sync(self._other_encoder, self.stats.encoder):
-                self._ops.append(("changed", path, ""))
+            self._ops.extend(Changed(path) for path in
+                             await self._sync(self._other_encoder, self.stats.encoder))
             await self._loop()
 
     async def _reconcile(self) -> reconcile.Plan:

@@ -7,7 +7,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -16,11 +16,14 @@ from memexfs.echo import OwnChanges
 from memexfs.fields_memory import DocFields, FieldsMemory
 from memexfs.ignore import IGNORE_FILE, IgnoreRules
 from memexfs.indexer import tuning
+from memexfs.indexer.queued import Changed, Exchanged, Moved, Op, Removed, paths_of
 from memexfs.indexer.stats import Stats, StatusMirror
-from memexfs.pipeline import Pipeline, flat_fields
 from memexfs.schema import FileRecord
 from memexfs.store import Store
 from memexfs.vault import STATE_DIR, Vault
+
+if TYPE_CHECKING:
+    from memexfs.pipeline import Pipeline
 
 log = logging.getLogger("memexfs.indexer")  # one logger for the package: what operators filter on
 
@@ -49,7 +52,7 @@ class _IndexerCore:
         self.own = OwnChanges() if watch else OwnChanges(max_entries=0)
         self._watch_healthy = True  # False from a watcher failure until it works again
         self._rescan_queued = False
-        self._ops: list[tuple[str, str, str]] = []
+        self._ops: list[Op] = []
         self._pending: OrderedDict[str, float] = OrderedDict()
         self._retried: set[str] = set()  # transient extraction failures retried this session
         self._index_wait = 0.0  # current wait before files that met a down index are retried
@@ -64,7 +67,6 @@ class _IndexerCore:
         self._limiter = trio.CapacityLimiter(1)  # extraction and store work
         self._encode_limiter = trio.CapacityLimiter(1)  # the encoder (uses every core itself)
         self._store_limiter = trio.CapacityLimiter(1)  # commits: never behind a slow extraction
-        self._trio_token: trio.lowlevel.TrioToken | None = None
         self._busy_since = time.monotonic()
         self._busy_files = 0
         self._busy_texts = 0
@@ -81,14 +83,18 @@ class _IndexerCore:
         return self._ignore[1]
 
     def changed(self, path: str) -> None:
-        if self._push("changed", path):
+        if self._push(Changed(path)):
             self._announced.add(path)
 
     def removed(self, path: str) -> None:
-        self._push("removed", path)
+        self._push(Removed(path))
 
     def moved(self, old: str, new: str) -> None:
-        self._push("moved", old, new)
+        self._push(Moved(old, new))
+
+    def exchanged(self, a: str, b: str) -> None:
+        """``renameat2(RENAME_EXCHANGE)`` of ``a`` and ``b`` (files or folders)."""
+        self._push(Exchanged(a, b))
 
     def status_of(self, path: str) -> str | None:
         if path in self._pending or path in self._inflight or path in self._announced:
@@ -107,21 +113,16 @@ class _IndexerCore:
         """What extraction noted about ``path`` (a page it could not read, a truncation)."""
         return self.stats.warnings.get(path, ())
 
-    def _push(self, op: str, a: str, b: str = "") -> bool:
-        if a.split("/", 1)[0] == STATE_DIR or (b and b.split("/", 1)[0] == STATE_DIR):
+    def _push(self, op: Op) -> bool:
+        if any(p.split("/", 1)[0] == STATE_DIR for p in paths_of(op)):
             return False
-        self._ops.append((op, a, b))
+        self._ops.append(op)
         self.stats.queued = self._queued()
         self._wake.set()
         return True
 
     def _queued(self) -> int:
         return len(self._ops) + self._applying + len(self._pending) + len(self._inflight)
-
-    def notify_threadsafe(self, op: str, a: str, b: str = "") -> None:
-        """For the watcher thread: hop onto the trio thread first."""
-        if self._trio_token is not None:
-            trio.from_thread.run_sync(self._push, op, a, b, trio_token=self._trio_token)
 
     @property
     def idle(self) -> bool:
@@ -136,12 +137,9 @@ class _IndexerCore:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def _queue_plan(self, plan: reconcile.Plan) -> None:
-        for old, new in plan.moved:
-            self._ops.append(("moved", old, new))
-        for file_id, path in plan.removed:
-            self._ops.append(("removed", path, file_id))
-        for path in plan.changed:
-            self._ops.append(("changed", path, ""))
+        self._ops.extend(Moved(old, new) for old, new in plan.moved)
+        self._ops.extend(Removed(path, file_id) for file_id, path in plan.removed)
+        self._ops.extend(Changed(path) for path in plan.changed)
         self.stats.queued = self._queued()
 
     def _recount(self) -> None:
@@ -181,6 +179,10 @@ class _IndexerCore:
             self.fields.drop(path)
             self.stats.warnings.pop(path, None)
             return
+        # here, not at the top: the pipeline's imports (extraction, fields, numpy) cost the
+        # daemon ~0.3 s before it mounts; the first entry is remembered once the mount is live
+        from memexfs.pipeline import flat_fields
+
         self.fields.put(path, DocFields.from_payload(flat_fields(rec.fields))
                         if rec.chunks else None)
         warnings = rec.fields.get("warnings")
@@ -192,14 +194,6 @@ class _IndexerCore:
             self.stats.warnings[path] = tuple(kept)
         else:
             self.stats.warnings.pop(path, None)
-
-    def _moved_facts(self, old: str, new: str) -> None:
-        self.fields.move(old, new)
-        warnings = self.stats.warnings.pop(old, None)
-        if warnings is not None:
-            self.stats.warnings[new] = warnings
-        else:
-            self.stats.warnings.pop(new, None)
 
     def _changed(self, paths: set[str]) -> None:
         self.stats.generation += 1

@@ -12,6 +12,7 @@ from memexfs import reconcile
 from memexfs.echo import lstat_signature
 from memexfs.indexer import tuning
 from memexfs.indexer.core import _IndexerCore
+from memexfs.indexer.queued import Outside, Rescan
 from memexfs.indexer.stats import _describe
 from memexfs.store import Filter, Match
 from memexfs.vault import STATE_DIR
@@ -68,7 +69,7 @@ class _OutsideChanges(_IndexerCore):
                 # queued now, applied once the new watcher is set up (it is, before our next
                 # checkpoint): nothing falls between the rescan and the watcher
                 self._rescan_queued = True
-                self._push("rescan", "")
+                self._push(Rescan())
 
     async def _watch_vault(self) -> None:
         """One watcher's life. One op per batch, after dropping our own echoes; all file-system
@@ -101,7 +102,7 @@ class _OutsideChanges(_IndexerCore):
             here = sorted(present & outside)
             if self.on_outside is not None:
                 await self.on_outside(gone + here)
-            self._push("outside", "\0".join(gone), "\0".join(here))
+            self._push(Outside(tuple(gone), tuple(here)))
 
     async def _outside_only(self, paths: list[str]) -> set[str]:
         """The paths whose state is not what our own operations left there (``OwnChanges``).

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -14,8 +15,10 @@ from memexfs import schema
 from memexfs.errors import IndexUnavailable
 from memexfs.indexer import tuning
 from memexfs.indexer.ops import _OpQueue
-from memexfs.pipeline import Pipeline, Prepared
 from memexfs.schema import FileRecord
+
+if TYPE_CHECKING:
+    from memexfs.pipeline import Pipeline, Prepared
 
 log = logging.getLogger("memexfs.indexer")  # one logger for the package: what operators filter on
 

@@ -124,10 +124,7 @@ class NamespaceOps(OpsCore):
         if old_path is None or new_path is None:
             return
         if flags & pyfuse3.RENAME_EXCHANGE:
-            tmp = new_path + "\0exchange"
-            self.sink.moved(old_path, tmp)
-            self.sink.moved(new_path, old_path)
-            self.sink.moved(tmp, new_path)
+            self.sink.exchanged(old_path, new_path)
             return
         if st_new is not None and stat.S_ISREG(st_new.st_mode):
             self.sink.removed(new_path)
