@@ -160,9 +160,13 @@ def test_extracted_fields_are_xattrs_of_real_files(tmp_path: Path) -> None:
         assert at, lines
         row = rows[at[0]].split("\t")
         assert len(row) == 4
-        assert rows[at[0] + 1] == (f"# {row[0]}\tkind=invoice\tvendor=acme\tamount=1234.50\t"
-                                   "currency=USD\tdue=2023-11-01\tdate=2023-10-02\t"
-                                   "payment=unpaid")
+        # the cosine comes first (issue 10: column 2 is the ranking score), then the fields
+        head, cosine, fields = rows[at[0] + 1].split("\t", 2)
+        assert head == f"# {row[0]}"
+        assert cosine.startswith("cosine=")
+        assert 0.0 < float(cosine[7:]) <= 1.0
+        assert fields == ("kind=invoice\tvendor=acme\tamount=1234.50\tcurrency=USD\t"
+                          "due=2023-11-01\tdate=2023-10-02\tpayment=unpaid")
         assert search_json(m.mnt) == JSON_FIELDS  # through the mount's .results
 
     # the next mount loads fields and warnings from the catalog (nothing is extracted again)
