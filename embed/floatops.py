@@ -55,7 +55,8 @@ def gelu(x: np.ndarray) -> np.ndarray:
     poly = poly * t
     y = F(1.0) - poly * exp_nonpos(-(z * z))
     erf = np.copysign(y, x)
-    return ((F(0.5) * x) * (F(1.0) + erf)).astype(F)
+    out: np.ndarray = ((F(0.5) * x) * (F(1.0) + erf)).astype(F)
+    return out
 
 
 LN_EPS = _hex("0x1.197998p-40")  # 1e-12, BERT's LayerNorm epsilon
@@ -85,4 +86,5 @@ def add_layer_norm(y: np.ndarray, res: np.ndarray, gamma: np.ndarray, beta: np.n
     d = x - mean[:, None]
     var = _lane_sum(d * d) / n
     rstd = F(1.0) / np.sqrt(var + LN_EPS)
-    return ((d * rstd[:, None]) * gamma + beta).astype(F)
+    out: np.ndarray = ((d * rstd[:, None]) * gamma + beta).astype(F)
+    return out

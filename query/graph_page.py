@@ -259,7 +259,8 @@ def _fit(pos: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     span = np.maximum(hi - lo, 1e-9)
     scale = min((WIDTH - 2 * MARGIN) / span[0], (HEIGHT - 2 * MARGIN) / span[1])
     offset = (np.array([WIDTH, HEIGHT]) - span * scale) / 2
-    return np.round((pos - lo) * scale + offset, 1)
+    placed: np.ndarray = np.round((pos - lo) * scale + offset, 1)
+    return placed
 
 
 # --- drawing --------------------------------------------------------------------------------

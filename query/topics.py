@@ -87,7 +87,8 @@ def normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, np.maximum(norms, 1e-12), dtype=np.float32)
+    unit: np.ndarray = np.divide(x, np.maximum(norms, 1e-12), dtype=np.float32)
+    return unit
 
 
 def mean_vector(chunk_vectors: Iterable[Sequence[float]]) -> np.ndarray | None:

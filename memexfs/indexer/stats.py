@@ -79,7 +79,7 @@ class StatusMirror(dict[str, str]):
         self.counts[self[path]] -= 1
         super().__delitem__(path)
 
-    def pop(self, path: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, path: str, *default: Any) -> Any:
         if path in self:
             self.counts[self[path]] -= 1
         return super().pop(path, *default)
@@ -89,7 +89,7 @@ class StatusMirror(dict[str, str]):
         self.counts[status] -= 1
         return path, status
 
-    def setdefault(self, path: str, status: str) -> str:  # type: ignore[override]
+    def setdefault(self, path: str, status: str) -> str:
         if path not in self:
             self[path] = status
         return self[path]

@@ -369,7 +369,7 @@ def serve(sock: socket.socket, store: Any) -> bool:
         try:
             send_msg(sock, reply)
         except OSError:
-            return method == "close"
+            return bool(method == "close")
         if fatal:
             log.error("the index engine panicked in %s: exiting so a new process takes over",
                       method)
