@@ -4,6 +4,9 @@ One composition root for the CLI and for programs. A vault that no daemon serves
 directly (its lock is held until ``close()``, so a mount waits for us); a mounted vault is read
 through its daemon's query folders (``MNT/q/<name>/.results``, ``MNT/related/<path>/.results``),
 so both answer from the same ``query.searcher.Searcher``.
+
+Size: the same five calls (search, related, status, index, repair) twice: through a
+mount's folders and offline on the index, with the vault discovery both need.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ process); 4 not a MemexFS mount; 5 timed out waiting (status --wait); 130 interr
 141 stdout closed early (``| head``), silently. Errors are one line on stderr, never a traceback
 (``--debug`` shows tracebacks). Invoked as ``mount.memexfs``/``mount.fuse.memexfs``, or as
 ``memexfs SRC MNT -o opts`` (what mount.fuse3 runs for ``mount -t fuse.memexfs``), it mounts.
+
+Size: the parser is also the source of the man page and of the bash/zsh/fish completion
+(scripts/gen_cli_docs.py), so every option's help text and examples live here; the commands
+themselves are thin calls into :mod:`memexfs.api`, :mod:`mount.daemon` and the config.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ The mount answers the real tree before anything heavy is loaded: the indexing pi
 (extraction, fields, chunking), the search engine and the knowledge engine (numpy, topic models)
 and the encoder are imported or built on first use or in the background once the mount is up,
 never on the way to ``pyfuse3.init``.
+
+Size: the wiring of every part (store, indexer, searcher, knowledge, trees, supervisor,
+logging, signals, sd_notify) and the start order that keeps the mount live first.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ possible for the query (a file on top of both lists matching every hint: 1.0), s
 up as the rank goes down. ``FileHit.cosine`` is the cosine of the query and the file's best
 chunk: fused scores are relative to one query, cosines are comparable across queries, which is
 what a ``min:`` threshold and the calibrated floors need.
+
+Size: search, related and browse share the fusion, filters, per-file collapsing and
+floors defined here; split when a fourth entry point appears.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ the one persisted in the vault's state folder (``topics.json``, 0600) so topic i
 remount; index changes are queued by :meth:`Knowledge.changed` (cheap: the indexer's callback) and
 applied at the next call — a new file joins its nearest topic at once — and when enough has
 changed a re-fit runs in a background thread and replaces the model when done.
+
+Size: the one service behind topics/, backlinks/, bridges/, connect/ and summary/, with
+its background re-fit and cache; each answer itself lives in its own module.
 """
 
 from __future__ import annotations

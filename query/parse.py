@@ -30,6 +30,9 @@ Grammar (one folder name; nested folders each parse the same way and are ANDed):
 
 Errors: a name over 255 bytes -> :class:`NameTooLong`; control characters, bad filter values or
 contradictory filters -> :class:`BadQuery` (EINVAL) with a message saying which.
+
+Size: the whole /q grammar (words, negations, filters, status words, vendors, time
+phrases and when they filter) in one place, so one reading rule cannot contradict another.
 """
 
 from __future__ import annotations

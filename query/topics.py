@@ -18,6 +18,9 @@
   greedily, strongest first, and keeps the old name while its words still describe the topic.
 * :meth:`TopicModel.assign` places a new file at once; :meth:`TopicModel.needs_recluster` says when
   enough has changed for a background re-fit.
+
+Size: one procedure (file vectors -> spherical k-means -> c-TF-IDF names -> the model
+with stable ids) whose steps share :class:`Params`; kept in one file so it reads in order.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ time is killed; one that died (a signal, an exit) or panicked is reaped; either 
 raises ``IndexUnavailable`` with the reason, one error line is logged per failure streak, and
 the next call after a backoff starts a new child. A waiting caller only sits in ``recv`` (GIL
 released), so whatever the engine does, plain file I/O in the daemon keeps going.
+
+Size: the parent's proxy and the child's loop are two halves of one protocol with its
+deadlines and restart rules; ``wire`` holds the framing.
 """
 
 from __future__ import annotations
