@@ -38,16 +38,15 @@ phrases and when they filter) in one place, so one reading rule cannot contradic
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from urllib.parse import unquote
 
-from memexfs.errors import BadQuery, NameTooLong
+from memexfs.errors import BadQuery
+from memexfs.names import check_query
 from query.temporal import Interval, find_windows, month_window
 
-NAME_MAX = 255
 K_DEFAULT, K_MAX = 20, 200
 
 STATUS_WORDS = {
@@ -197,14 +196,6 @@ def _norm(word: str) -> str:
         if w.endswith(suffix):
             w = w[: -len(suffix)]
     return w
-
-
-def _check_name(seg: str) -> None:
-    if len(seg.encode("utf-8", "surrogatepass")) > NAME_MAX:
-        raise NameTooLong(f"query name is longer than {NAME_MAX} bytes")
-    for ch in seg:
-        if unicodedata.category(ch) == "Cc":
-            raise BadQuery(f"control character {ch!r} in query name")
 
 
 def _parse_day(key: str, value: str, today: date) -> Interval:
@@ -384,7 +375,7 @@ def parse(segments: str | Sequence[str], today: date,
     known = {_slug_words(v): v for v in known_vendors if _slug_words(v)}
     acc = _Acc(today=today, known=known)
     for seg in segs:
-        _check_name(seg)
+        check_query(seg)
         _segment(acc, seg)
     strict, soft = acc.strict, acc.soft
     if strict is not None and strict[0] > strict[1]:

@@ -16,7 +16,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from pyfuse3 import EntryAttributes, InodeT, ModeT, RequestContext
@@ -44,12 +44,18 @@ SEARCH_DEADLINE_S = 10.0  # a search's answer
 STARTUP_DEADLINE_S = 120.0  # the first search, which may wait for the encoder to load
 
 
+# What a virtual node is: a tree's root, a folder, a result link, a folder's .results or .query
+# (about) file, the control file, a browse folder (a path being walked to a file), a summary file.
+# A Literal, so mypy --strict flags a comparison with a kind that does not exist.
+VKind = Literal["root", "dir", "link", "results", "about", "ctl", "browse", "summary"]
+
+
 @dataclass
 class VObj:
     """The ``virtual`` payload of a node: which tree, what kind, and its arguments."""
 
     tree: Any
-    kind: str  # root | dir | link | results | about | ctl | browse
+    kind: VKind
     segments: tuple[str, ...] = ()
     hit: Hit | None = None
     uid: int = 0
@@ -269,7 +275,7 @@ class BaseTree(abc.ABC):
         node = listing.nodes.get(name)
         if node is None or node.inode not in self.inodes.nodes:
             if hit is None:
-                kind = "about" if special == ABOUT else "results"
+                kind: VKind = "about" if special == ABOUT else "results"
                 node = self._node(VObj(self, kind, segments, uid=uid, listing=listing))
             else:
                 node = self._node(VObj(self, "link", segments, hit, uid=uid))
