@@ -44,7 +44,13 @@ def can_read(root: str, rel: str, uid: int, gids: frozenset[int]) -> bool:
         return True
     if not can_reach(root, rel, uid, gids):
         return False
+    full = os.path.join(root, rel)
+    if os.path.islink(full):  # the kernel also searches every folder on the way to the target
+        inside = os.path.relpath(os.path.realpath(full), os.path.realpath(root))
+        if inside != ".." and not inside.startswith(".." + os.sep) and \
+                not can_reach(root, inside, uid, gids):
+            return False
     try:
-        return _allowed(os.stat(os.path.join(root, rel)), uid, gids, 4)
+        return _allowed(os.stat(full), uid, gids, 4)
     except OSError:
         return False

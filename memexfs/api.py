@@ -338,7 +338,8 @@ class Memex:
     def _via_mount(self, tree: str, *parts: str) -> Results:
         assert self.mountpoint is not None
         try:
-            text = Path(self.mountpoint, tree, *parts, ".results").read_text()
+            # paths in .results are the names' own bytes, which need not be UTF-8
+            text = os.fsdecode(Path(self.mountpoint, tree, *parts, ".results").read_bytes())
         except OSError as exc:
             raise MemexError(f"search failed: {exc.strerror}") from None
         return _parse_results(text, self.root)

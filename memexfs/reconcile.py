@@ -36,8 +36,8 @@ def plan(vault: Vault, store: Store) -> Plan:
             if target is not None:
                 out.moved.append((path, target))
                 new_paths.remove(target)
-                if on_disk[target].st_mtime_ns != rec.mtime_ns:
-                    out.changed.append(target)
+                if rec.status == schema.PENDING or on_disk[target].st_mtime_ns != rec.mtime_ns:
+                    out.changed.append(target)  # changed on the way, or never finished
             else:
                 out.removed.append((rec.file_id, path))
         elif (rec.status == schema.PENDING or st.st_size != rec.size

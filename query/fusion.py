@@ -49,7 +49,9 @@ def _ranks(scores: Mapping[str, float]) -> dict[str, int]:
 
 def fuse(dense: Mapping[str, float], sparse: Mapping[str, float], method: FusionName = "convex",
          alpha: float = 0.5, rrf_k: int = 60) -> dict[str, float]:
-    """file id -> fused score in [0, 1] (the best file has 1 when it tops both lists)."""
+    """file id -> fused score in [0, 1]. With convex and RRF the best file has 1 when it tops
+    both lists; DBSF scales each list by its mean +- 3 sigma (as Qdrant does), so its best is
+    usually below 1."""
     files = set(dense) | set(sparse)
     if method == "rrf":
         rd, rs = _ranks(dense), _ranks(sparse)

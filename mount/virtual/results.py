@@ -114,15 +114,20 @@ def unescape_field(value: str) -> str:
 
 
 def dedup_names(paths: list[str]) -> list[str]:
-    """Basenames, made unique with a ' (2)' suffix before the extension when two collide."""
-    seen: dict[str, int] = {}
+    """Basenames, made unique with a ' (2)' suffix before the extension when two collide; a
+    suffix never takes a name that another result really has ("x (2).txt" stays that file's)."""
+    bases = [p.rsplit("/", 1)[-1] for p in paths]
+    real = set(bases)
+    taken: set[str] = set()
     out = []
-    for p in paths:
-        base = p.rsplit("/", 1)[-1]
-        n = seen.get(base, 0) + 1
-        seen[base] = n
-        if n > 1:
+    for base in bases:
+        name, n = base, 1
+        while name in taken:
+            n += 1
             stem, dot, ext = base.rpartition(".")
-            base = f"{stem} ({n}).{ext}" if dot and stem else f"{base} ({n})"
-        out.append(base)
+            name = f"{stem} ({n}).{ext}" if dot and stem else f"{base} ({n})"
+            if name in real and name != base:
+                name = base  # that name belongs to another result: try the next number
+        taken.add(name)
+        out.append(name)
     return out
