@@ -232,12 +232,7 @@ class ConnectTree(KnowledgeMixin):
         return await self._dir_lookup(parent, name, ctx)
 
     def _first(self, name: str) -> Node:
-        key = ((name,), -1)
-        node = self._dirs.get(key)
-        if node is None or node.inode not in self.inodes.nodes:
-            node = self._node(VObj(self, "browse", (name,)))
-            self._dirs[key] = node
-        return node
+        return self.browse_node((name,))
 
     async def entries(self, node: Node, ctx: RequestContext) -> list[tuple[str, Node]]:
         obj: VObj = node.virtual
@@ -300,12 +295,7 @@ class SummaryTree(KnowledgeMixin):
         except OSError:
             raise NotFound(name) from None
         if stat.S_ISDIR(st.st_mode):
-            key = (segments, -1)
-            node = self._dirs.get(key)
-            if node is None or node.inode not in self.inodes.nodes:
-                node = self._node(VObj(self, "browse", segments))
-                self._dirs[key] = node
-            return node
+            return self.browse_node(segments)
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(name)
         if not can_read(self.vault_root, rel, ctx.uid, caller_gids(ctx)):

@@ -115,10 +115,18 @@ class BaseTree(abc.ABC):
         return self._root
 
     def dir_node(self, segments: tuple[str, ...], uid: int) -> Node:
+        return self._folder(segments, uid, "dir")
+
+    def browse_node(self, segments: tuple[str, ...]) -> Node:
+        """A folder of the vault being walked to a file (the same for every caller)."""
+        return self._folder(segments, -1, "browse")
+
+    def _folder(self, segments: tuple[str, ...], uid: int, kind: VKind) -> Node:
+        """The node of a folder, made once per (segments, caller) while the kernel holds it."""
         key = (segments, uid)
         node = self._dirs.get(key)
         if node is None or node.inode not in self.inodes.nodes:
-            node = self._node(VObj(self, "dir", segments, uid=uid))
+            node = self._node(VObj(self, kind, segments, uid=uid if uid >= 0 else 0))
             self._dirs[key] = node
         return node
 

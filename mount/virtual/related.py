@@ -56,12 +56,7 @@ class RelatedTree(BaseTree):
             raise PermissionDenied("/".join(segments))
         st = self._real(segments)
         if stat.S_ISDIR(st.st_mode):
-            key = (segments, -1)
-            node = self._dirs.get(key)
-            if node is None or node.inode not in self.inodes.nodes:
-                node = self._node(VObj(self, "browse", segments))
-                self._dirs[key] = node
-            return node
+            return self.browse_node(segments)
         if stat.S_ISREG(st.st_mode):
             self._readable(segments, ctx)
             return self.dir_node(segments, ctx.uid)
